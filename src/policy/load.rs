@@ -22,7 +22,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         }])
     };
     let mut files = vec![];
-    collect_files(dir, &mut files).map_err(|e| at_dir(e))?;
+    collect_files(dir, &mut files).map_err(at_dir)?;
     files.sort();
     let mut sources = vec![];
     let mut errors = vec![];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::engine::{evaluate, Verdict};
-use crate::policy::PolicySet;
+use crate::policy::{Mode, PolicySet};
 
 /// Exit code of `mutate` when a policy denies the pod.
 pub const EXIT_DENIED: i32 = 3;
@@ -208,12 +208,27 @@ fn writeln_all(w: &mut dyn Write, lines: &[String]) -> std::io::Result<()> {
 /// `spark-admission check`: returns the process exit code.
 pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, CliError> {
     let set = load(&args.policies)?;
+    let count = |m: Mode| set.policies().iter().filter(|p| p.mode == m).count();
     let _ = writeln!(
         out,
-        "{}: {} policies valid; application order: {}",
+        "{}: {} policies valid ({} Enforce, {} Audit, {} Off), in application order:",
         args.policies.display(),
         set.len(),
-        set.names().join(", ")
+        count(Mode::Enforce),
+        count(Mode::Audit),
+        count(Mode::Off)
     );
+    let width = set.names().iter().map(String::len).max().unwrap_or(0);
+    for p in set.policies() {
+        let roles: Vec<&str> = p.matcher.roles.value.iter().map(|r| r.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:7}  {:15}  {}",
+            p.name,
+            format!("{:?}", p.mode),
+            roles.join(","),
+            p.origin
+        );
+    }
     Ok(0)
 }

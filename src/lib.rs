@@ -7,12 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod quantity;
 pub mod selection;
 pub mod spark_pod;
-pub mod mutate;
 
 pub use engine::{evaluate, Evaluation, PodError, Verdict};
 pub use policy::{PolicyErrors, PolicySet};
@@ -21,3 +21,6 @@ pub use policy::{PolicyErrors, PolicySet};
 pub const POLICIES_ANNOTATION: &str = "spark-admission.dev/policies";
 /// Annotation naming the Audit-mode policies that would have changed the pod.
 pub const AUDIT_ANNOTATION: &str = "spark-admission.dev/audit";
+pub mod admission;
+pub mod certs;
+pub mod server;

@@ -228,6 +228,9 @@ pub fn client_tls(ca_pem: &str, client: Option<&IssuedCert>, alpn: &[&[u8]]) -> 
         }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Like the API server's Go client (no session cache): every connection is a full
+    // handshake, so it sees the certificate served at that moment.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 

@@ -55,7 +55,11 @@ async fn spark_fixtures_get_a_patch_that_makes_a_valid_pod_and_is_idempotent() {
             .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
             .filter_map(|e| e["name"].as_str().map(str::to_string))
             .collect();
-        let injected = if role == "executor" { "APP_ID" } else { "APP_SECRET" };
+        let injected = if role == "executor" {
+            "APP_ID"
+        } else {
+            "APP_SECRET"
+        };
         assert!(env_names.iter().any(|n| n == injected), "{name}");
 
         // reinvocationPolicy: IfNeeded sends our own output back: nothing more to change.
@@ -63,7 +67,10 @@ async fn spark_fixtures_get_a_patch_that_makes_a_valid_pod_and_is_idempotent() {
             .review(&admission_review(&uid, "CREATE", Some(&patched), false))
             .await;
         assert_eq!(again["allowed"], true);
-        assert!(again.get("patch").is_none(), "{name}: second pass patched: {again}");
+        assert!(
+            again.get("patch").is_none(),
+            "{name}: second pass patched: {again}"
+        );
     }
     assert_eq!(
         s.metric("spark_admission_admissions_total{outcome=\"patched\",role=\"executor\"}")
@@ -87,13 +94,22 @@ async fn other_pods_and_operations_are_allowed_unchanged_and_dry_run_is_answered
     let mut not_spark_role = executor.clone();
     not_spark_role["metadata"]["labels"]["spark-role"] = json!("shuffle-service");
     for (what, review) in [
-        ("non-Spark pod", admission_review("a", "CREATE", Some(&plain), false)),
+        (
+            "non-Spark pod",
+            admission_review("a", "CREATE", Some(&plain), false),
+        ),
         (
             "unknown spark-role",
             admission_review("b", "CREATE", Some(&not_spark_role), false),
         ),
-        ("UPDATE", admission_review("c", "UPDATE", Some(&executor), false)),
-        ("DELETE", admission_review("d", "DELETE", Some(&executor), false)),
+        (
+            "UPDATE",
+            admission_review("c", "UPDATE", Some(&executor), false),
+        ),
+        (
+            "DELETE",
+            admission_review("d", "DELETE", Some(&executor), false),
+        ),
     ] {
         let r = s.review(&review).await;
         assert_eq!(r["uid"], review["request"]["uid"], "{what}");
@@ -155,7 +171,9 @@ struct Case {
 }
 
 fn review_with(request: Value) -> Vec<u8> {
-    json_bytes(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
+    json_bytes(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+    )
 }
 
 fn cases() -> Vec<Case> {
@@ -177,7 +195,8 @@ fn cases() -> Vec<Case> {
     let mut no_object = good.clone();
     no_object["request"]["object"] = Value::Null;
     let mut configmap = good.clone();
-    configmap["request"]["object"] = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+    configmap["request"]["object"] =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
     let mut broken_pod = good.clone();
     broken_pod["request"]["object"]["spec"]["containers"] = json!("not a list");
     let c = |what, body: Vec<u8>, status, contains| Case {
@@ -190,34 +209,119 @@ fn cases() -> Vec<Case> {
         contains,
     };
     vec![
-        c("not JSON", b"{\"apiVersion\":".to_vec(), StatusCode::BAD_REQUEST, "request body is not valid JSON"),
-        c("JSON but not an object", b"[1,2,3]".to_vec(), StatusCode::BAD_REQUEST, "is a JSON array, expected an AdmissionReview object"),
-        c("no apiVersion", json_bytes(&no_version), StatusCode::BAD_REQUEST, "apiVersion is missing"),
-        c("wrong apiVersion", json_bytes(&wrong_version), StatusCode::BAD_REQUEST, "unsupported apiVersion \"admission.k8s.io/v1beta1\""),
-        c("wrong kind", json_bytes(&wrong_kind), StatusCode::BAD_REQUEST, "kind is \"Pod\", expected \"AdmissionReview\""),
-        c("no request", br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), StatusCode::BAD_REQUEST, "AdmissionReview has no request object"),
-        c("no uid", json_bytes(&no_uid), StatusCode::BAD_REQUEST, "request.uid is missing"),
-        c("no operation", json_bytes(&no_operation), StatusCode::OK, "request.operation is missing"),
-        c("no kind", review_with(json!({"uid": "m", "operation": "CREATE"})), StatusCode::OK, "request.kind is missing"),
-        c("Pod CREATE without object", json_bytes(&no_object), StatusCode::OK, "request.object is missing"),
-        c("object is not a Pod", json_bytes(&configmap), StatusCode::OK, "request.object is not a Pod: its kind is \"ConfigMap\""),
-        c("object does not read as a Pod", json_bytes(&broken_pod), StatusCode::OK, "request.object cannot be read as a Pod"),
-        c("body over the limit", vec![b' '; 70 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than the limit of 65536 bytes"),
+        c(
+            "not JSON",
+            b"{\"apiVersion\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "request body is not valid JSON",
+        ),
+        c(
+            "JSON but not an object",
+            b"[1,2,3]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "is a JSON array, expected an AdmissionReview object",
+        ),
+        c(
+            "no apiVersion",
+            json_bytes(&no_version),
+            StatusCode::BAD_REQUEST,
+            "apiVersion is missing",
+        ),
+        c(
+            "wrong apiVersion",
+            json_bytes(&wrong_version),
+            StatusCode::BAD_REQUEST,
+            "unsupported apiVersion \"admission.k8s.io/v1beta1\"",
+        ),
+        c(
+            "wrong kind",
+            json_bytes(&wrong_kind),
+            StatusCode::BAD_REQUEST,
+            "kind is \"Pod\", expected \"AdmissionReview\"",
+        ),
+        c(
+            "no request",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "AdmissionReview has no request object",
+        ),
+        c(
+            "no uid",
+            json_bytes(&no_uid),
+            StatusCode::BAD_REQUEST,
+            "request.uid is missing",
+        ),
+        c(
+            "no operation",
+            json_bytes(&no_operation),
+            StatusCode::OK,
+            "request.operation is missing",
+        ),
+        c(
+            "no kind",
+            review_with(json!({"uid": "m", "operation": "CREATE"})),
+            StatusCode::OK,
+            "request.kind is missing",
+        ),
+        c(
+            "Pod CREATE without object",
+            json_bytes(&no_object),
+            StatusCode::OK,
+            "request.object is missing",
+        ),
+        c(
+            "object is not a Pod",
+            json_bytes(&configmap),
+            StatusCode::OK,
+            "request.object is not a Pod: its kind is \"ConfigMap\"",
+        ),
+        c(
+            "object does not read as a Pod",
+            json_bytes(&broken_pod),
+            StatusCode::OK,
+            "request.object cannot be read as a Pod",
+        ),
+        c(
+            "body over the limit",
+            vec![b' '; 70 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than the limit of 65536 bytes",
+        ),
         Case {
             content_type: Some("application/x-www-form-urlencoded"),
-            ..c("wrong Content-Type", json_bytes(&good), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+            ..c(
+                "wrong Content-Type",
+                json_bytes(&good),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            )
         },
         Case {
             path: "/mutate?timeout=soon",
-            ..c("bad ?timeout=", json_bytes(&good), StatusCode::BAD_REQUEST, "invalid ?timeout= query")
+            ..c(
+                "bad ?timeout=",
+                json_bytes(&good),
+                StatusCode::BAD_REQUEST,
+                "invalid ?timeout= query",
+            )
         },
         Case {
             method: "GET",
-            ..c("GET /mutate", vec![], StatusCode::METHOD_NOT_ALLOWED, "use POST /mutate")
+            ..c(
+                "GET /mutate",
+                vec![],
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST /mutate",
+            )
         },
         Case {
             path: "/validate",
-            ..c("unknown path", json_bytes(&good), StatusCode::NOT_FOUND, "the admission endpoint is POST /mutate")
+            ..c(
+                "unknown path",
+                json_bytes(&good),
+                StatusCode::NOT_FOUND,
+                "the admission endpoint is POST /mutate",
+            )
         },
     ]
 }
@@ -244,7 +348,13 @@ async fn every_malformed_input_gets_its_documented_answer() {
             .request(req.body(Full::new(Bytes::from(case.body))).unwrap())
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", case.what));
-        assert_eq!(answer.status, case.status, "{}: {}", case.what, answer.text());
+        assert_eq!(
+            answer.status,
+            case.status,
+            "{}: {}",
+            case.what,
+            answer.text()
+        );
         if case.status == StatusCode::OK {
             let r = answer.review_response();
             assert_eq!(r["uid"], "m", "{}", case.what);
@@ -259,7 +369,9 @@ async fn every_malformed_input_gets_its_documented_answer() {
     }
     // Nothing took the server down: a good request still works.
     let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
-    let r = s.review(&admission_review("ok", "CREATE", Some(&pod), false)).await;
+    let r = s
+        .review(&admission_review("ok", "CREATE", Some(&pod), false))
+        .await;
     assert_eq!(r["allowed"], true);
     assert!(
         s.metric("spark_admission_admissions_total{outcome=\"error\",role=\"none\"}")
@@ -283,7 +395,8 @@ async fn a_body_over_the_limit_without_content_length_is_refused() {
     // No Content-Length: the body comes chunked and only reading it shows it is too large.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..4 {
-        tx.send(Ok(Frame::data(Bytes::from(vec![b' '; 512])))).unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(vec![b' '; 512]))))
+            .unwrap();
     }
     drop(tx);
     let body = ChannelBody(rx);
@@ -334,8 +447,14 @@ async fn the_callers_timeout_is_honoured() {
     let resp = send.send_request(req).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert!(elapsed < Duration::from_secs(1), "answered after {elapsed:?}");
-    assert!(elapsed >= Duration::from_millis(850), "answered too early: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "answered after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(850),
+        "answered too early: {elapsed:?}"
+    );
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&text).contains("timeout of 1s"));
     drop(tx);
@@ -346,7 +465,10 @@ async fn the_callers_timeout_is_honoured() {
 async fn without_a_valid_policy_set_the_server_is_not_ready_and_answers_503() {
     let s = TestServer::start(
         "no-policies",
-        &[("bad.yaml", "apiVersion: spark-admission.dev/v1alpha1\nkind: Nope\n")],
+        &[(
+            "bad.yaml",
+            "apiVersion: spark-admission.dev/v1alpha1\nkind: Nope\n",
+        )],
         |_, _| {},
     )
     .await;

@@ -26,12 +26,16 @@ async fn client_certificate_mode_rejects_clients_without_a_trusted_certificate()
         .unwrap()
         .issue_client("kube-apiserver", 5)
         .unwrap();
-    for (who, cert) in [("no certificate", None), ("certificate from another CA", Some(&stranger))] {
+    for (who, cert) in [
+        ("no certificate", None),
+        ("certificate from another CA", Some(&stranger)),
+    ] {
         let config = client_tls(&server_ca, cert, &[b"http/1.1"]);
         // With TLS 1.3 the client learns of the rejection on its first read.
         let result = async {
             let mut conn = H1::connect(s.addr, config).await?;
-            conn.post("/mutate", Some("application/json"), body.clone()).await
+            conn.post("/mutate", Some("application/json"), body.clone())
+                .await
         }
         .await;
         assert!(result.is_err(), "{who}: got an answer: {result:?}");

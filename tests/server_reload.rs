@@ -48,17 +48,21 @@ fn leaf_der(chain_pem: &str) -> Vec<u8> {
 async fn certificate_rotation_by_symlink_swap_drops_no_request() {
     let pki = Pki::new();
     let first = pki.serving.clone();
-    let s = TestServer::start("cert-rotation", &[("p.yaml", TEST_POLICIES)], |config, dir| {
-        let secret = dir.join("secret");
-        std::fs::create_dir_all(&secret).unwrap();
-        kubelet_update(
-            &secret,
-            "2026_11_21_10_00_00.1",
-            &[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)],
-        );
-        config.cert = secret.join("tls.crt");
-        config.key = secret.join("tls.key");
-    })
+    let s = TestServer::start(
+        "cert-rotation",
+        &[("p.yaml", TEST_POLICIES)],
+        |config, dir| {
+            let secret = dir.join("secret");
+            std::fs::create_dir_all(&secret).unwrap();
+            kubelet_update(
+                &secret,
+                "2026_11_21_10_00_00.1",
+                &[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)],
+            );
+            config.cert = secret.join("tls.crt");
+            config.key = secret.join("tls.key");
+        },
+    )
     .await;
     // The server uses the certificate written in the closure, signed by `pki`'s CA.
     let client = client_tls(pki.ca.cert_pem(), None, &[b"http/1.1"]);
@@ -85,7 +89,11 @@ async fn certificate_rotation_by_symlink_swap_drops_no_request() {
                 };
                 let mut conn = conn;
                 let answer = conn
-                    .post("/mutate?timeout=10s", Some("application/json"), body.clone())
+                    .post(
+                        "/mutate?timeout=10s",
+                        Some("application/json"),
+                        body.clone(),
+                    )
                     .await
                     .unwrap_or_else(|e| panic!("worker {worker}: request {count}: {e}"));
                 assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
@@ -119,15 +127,22 @@ async fn certificate_rotation_by_symlink_swap_drops_no_request() {
         &[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)],
     );
     let second_leaf = leaf_der(&second.cert_pem);
-    eventually(Duration::from_secs(5), "new connections see the new certificate", || {
-        let (client, leaf) = (client.clone(), second_leaf.clone());
-        let addr = s.addr;
-        async move { H1::connect(addr, client).await.unwrap().server_cert == leaf }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "new connections see the new certificate",
+        || {
+            let (client, leaf) = (client.clone(), second_leaf.clone());
+            let addr = s.addr;
+            async move { H1::connect(addr, client).await.unwrap().server_cert == leaf }
+        },
+    )
     .await;
     for _ in 0..5 {
         let conn = H1::connect(s.addr, client.clone()).await.unwrap();
-        assert_eq!(conn.server_cert, second_leaf, "every new connection after reload");
+        assert_eq!(
+            conn.server_cert, second_leaf,
+            "every new connection after reload"
+        );
     }
 
     // A broken update (key of another certificate) is rejected; the second one stays.
@@ -156,7 +171,10 @@ async fn certificate_rotation_by_symlink_swap_drops_no_request() {
         assert!(count > 0, "worker {i} made no request");
         assert!(seen.contains(&first_leaf), "worker {i}");
         if i < 2 {
-            assert!(seen.contains(&second_leaf), "worker {i} never saw the new cert");
+            assert!(
+                seen.contains(&second_leaf),
+                "worker {i} never saw the new cert"
+            );
         } else {
             assert_eq!(seen, vec![first_leaf.clone()], "the kept-alive connection");
         }
@@ -227,10 +245,17 @@ async fn policy_reload_takes_valid_sets_and_rejects_invalid_ones_whole() {
     .await;
     assert_eq!(s.metric("spark_admission_policy_set_generation").await, 2.0);
     let env = executor_env_names(&s.review(&review).await, &pod);
-    assert!(env.contains(&"TENANT_ID".to_string()), "old set still active: {env:?}");
+    assert!(
+        env.contains(&"TENANT_ID".to_string()),
+        "old set still active: {env:?}"
+    );
     assert!(!env.contains(&"SHOULD_NOT_APPEAR".to_string()), "{env:?}");
     let (status, _) = s.admin("/readyz").await;
-    assert_eq!(status, StatusCode::OK, "the last good set keeps the server ready");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the last good set keeps the server ready"
+    );
 
     // Fixed again: accepted.
     kubelet_update(&cm, "v4", &[("policies.yaml", TEST_POLICIES)]);

@@ -182,7 +182,11 @@ impl TestServer {
         let answer = self
             .connect()
             .await
-            .post("/mutate?timeout=10s", Some("application/json"), json_bytes(review))
+            .post(
+                "/mutate?timeout=10s",
+                Some("application/json"),
+                json_bytes(review),
+            )
             .await
             .unwrap();
         answer.review_response()
@@ -211,12 +215,11 @@ pub fn client_tls(ca_pem: &str, client: Option<&IssuedCert>, alpn: &[&[u8]]) -> 
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
         .unwrap();
-    let builder = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
     let mut config = match client {
         None => builder.with_no_client_auth(),
         Some(c) => {
@@ -311,7 +314,10 @@ impl H1 {
             .ready()
             .await
             .map_err(|e| format!("connection not ready: {e}"))?;
-        let resp = self.send.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let resp = self
+            .send
+            .send_request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await?.to_bytes();
@@ -333,6 +339,11 @@ impl H1 {
             headers,
             body,
         })
+    }
+
+    /// Whether the connection can take another request (false once the server closed it).
+    pub async fn ready(&mut self) -> bool {
+        self.send.ready().await.is_ok()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -441,7 +452,10 @@ pub fn fixtures() -> Vec<(String, Value)> {
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.len() >= 5, "expected the Spark fixtures in tests/fixtures");
+    assert!(
+        out.len() >= 5,
+        "expected the Spark fixtures in tests/fixtures"
+    );
     out
 }
 
@@ -474,7 +488,10 @@ pub fn api_server_defaults(mut pod: Value) -> Value {
     let sa = spec["serviceAccountName"].clone();
     spec.entry("serviceAccount").or_insert(sa);
     let tolerations = spec.entry("tolerations").or_insert(json!([]));
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         tolerations.as_array_mut().unwrap().push(json!({
             "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
         }));
@@ -571,7 +588,11 @@ pub fn assert_valid_pod(name: &str, pod: &Value) {
         .map(|v| v.name.clone())
         .collect();
     let unique: HashSet<_> = volumes.iter().collect();
-    assert_eq!(unique.len(), volumes.len(), "{name}: duplicate volumes {volumes:?}");
+    assert_eq!(
+        unique.len(),
+        volumes.len(),
+        "{name}: duplicate volumes {volumes:?}"
+    );
     let tolerations: Vec<String> = spec
         .tolerations
         .iter()
@@ -579,7 +600,11 @@ pub fn assert_valid_pod(name: &str, pod: &Value) {
         .map(|t| serde_json::to_string(t).unwrap())
         .collect();
     let unique: HashSet<_> = tolerations.iter().collect();
-    assert_eq!(unique.len(), tolerations.len(), "{name}: duplicate tolerations");
+    assert_eq!(
+        unique.len(),
+        tolerations.len(),
+        "{name}: duplicate tolerations"
+    );
     let all_containers = spec
         .containers
         .iter()
@@ -593,11 +618,19 @@ pub fn assert_valid_pod(name: &str, pod: &Value) {
                 c.name,
                 m.name
             );
-            assert!(paths.insert(m.mount_path.clone()), "{name}: duplicate mount path");
+            assert!(
+                paths.insert(m.mount_path.clone()),
+                "{name}: duplicate mount path"
+            );
         }
         let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
         let unique: HashSet<_> = env.iter().collect();
-        assert_eq!(unique.len(), env.len(), "{name}: duplicate env in {}", c.name);
+        assert_eq!(
+            unique.len(),
+            env.len(),
+            "{name}: duplicate env in {}",
+            c.name
+        );
         if let Some(dirs) = c
             .env
             .iter()
@@ -613,7 +646,10 @@ pub fn assert_valid_pod(name: &str, pod: &Value) {
                 .filter(|m| m.name.starts_with("spark-local-dir-"))
                 .map(|m| m.mount_path.as_str())
                 .collect();
-            assert_eq!(listed, mounted, "{name}: SPARK_LOCAL_DIRS vs local-dir mounts");
+            assert_eq!(
+                listed, mounted,
+                "{name}: SPARK_LOCAL_DIRS vs local-dir mounts"
+            );
         }
         if let Some(res) = &c.resources {
             for (k, req) in res.requests.iter().flatten() {

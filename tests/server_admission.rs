@@ -341,9 +341,11 @@ async fn every_malformed_input_gets_its_documented_answer() {
         if let Some(ct) = case.content_type {
             req = req.header("content-type", ct);
         }
-        if conn.is_closed() {
-            conn = s.connect().await;
-        }
+        assert!(
+            conn.ready().await,
+            "{}: a refusal must keep the connection usable",
+            case.what
+        );
         let answer = conn
             .request(req.body(Full::new(Bytes::from(case.body))).unwrap())
             .await

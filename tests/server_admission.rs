@@ -440,7 +440,7 @@ async fn the_callers_timeout_is_honoured() {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send(Ok(Frame::data(Bytes::from_static(b"{\"apiVersion\":"))))
         .unwrap();
-    let req = Request::post("/mutate?timeout=1s")
+    let req = Request::post("/mutate?timeout=2s")
         .header("host", SERVICE_DNS)
         .header("content-type", "application/json")
         .body(ChannelBody(rx))
@@ -458,7 +458,7 @@ async fn the_callers_timeout_is_honoured() {
         "answered too early: {elapsed:?}"
     );
     let text = resp.into_body().collect().await.unwrap().to_bytes();
-    assert!(String::from_utf8_lossy(&text).contains("timeout of 1s"));
+    assert!(String::from_utf8_lossy(&text).contains("timeout of 2s"));
     drop(tx);
     s.stop().await;
 }

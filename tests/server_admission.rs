@@ -449,12 +449,13 @@ async fn the_callers_timeout_is_honoured() {
     let resp = send.send_request(req).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    // Budget: 90% of the caller's timeout, so the answer beats the API server's deadline.
     assert!(
-        elapsed < Duration::from_secs(1),
+        elapsed < Duration::from_secs(2),
         "answered after {elapsed:?}"
     );
     assert!(
-        elapsed >= Duration::from_millis(850),
+        elapsed >= Duration::from_millis(1750),
         "answered too early: {elapsed:?}"
     );
     let text = resp.into_body().collect().await.unwrap().to_bytes();

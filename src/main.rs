@@ -1,40 +1,47 @@
+//! The `spark-admission` binary: the webhook server and the offline policy tools.
 #![forbid(unsafe_code)]
-use clap::{Parser, Subcommand};
 
-#[derive(Parser)]
-#[command(name = "spark-admission", version, about)]
+use clap::{Parser, Subcommand};
+use spark_admission::cli::{self, CheckArgs, MutateArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spark-admission",
+    version,
+    about = "Policy-driven mutating admission webhook for Apache Spark pods"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the TLS admission webhook server.
+    /// Show what the policies do to a pod (or AdmissionReview) file, offline.
+    Mutate(MutateArgs),
+    /// Validate a policy directory; lists every error with file:line:column.
+    Check(CheckArgs),
+    /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
-    /// Write a CA, a serving certificate for the in-cluster Service and a caBundle patch.
+    /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
     Certs(spark_admission::certs::CertsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?
-            .block_on(spark_admission::server::run(args))
-            .map_err(Into::into),
-        Command::Certs(args) => {
-            let written = spark_admission::certs::run_certs(&args)?;
-            for path in [
-                &written.ca_cert,
-                &written.ca_key,
-                &written.cert,
-                &written.key,
-            ]
-            .into_iter()
-            .chain(written.cabundle_patch.as_ref())
-            {
-                println!("wrote {}", path.display());
-            }
-            Ok(())
+fn main() {
+    let cli = Cli::parse();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let result = match &cli.command {
+        Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
+        Command::Check(args) => cli::check(args, &mut out),
+        Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
+        Command::Certs(args) => Ok(spark_admission::certs::main(args)),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            cli::EXIT_ERROR
         }
-    }
+    };
+    std::process::exit(code);
 }

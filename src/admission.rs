@@ -569,8 +569,10 @@ mod tests {
 
     #[test]
     fn envelope_errors_are_http_400_with_specific_messages() {
+        let deep = "[".repeat(200);
         let cases: Vec<(&[u8], &str)> = vec![
             (b"not json", "not valid JSON"),
+            (deep.as_bytes(), "recursion limit exceeded"),
             (b"[1,2]", "JSON array"),
             (br#"{"kind":"AdmissionReview","request":{"uid":"a"}}"#, "apiVersion is missing"),
             (

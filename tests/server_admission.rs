@@ -216,6 +216,12 @@ fn cases() -> Vec<Case> {
             "request body is not valid JSON",
         ),
         c(
+            "JSON nested too deep",
+            "[".repeat(300).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        c(
             "JSON but not an object",
             b"[1,2,3]".to_vec(),
             StatusCode::BAD_REQUEST,
@@ -499,5 +505,34 @@ async fn without_a_valid_policy_set_the_server_is_not_ready_and_answers_503() {
         1.0
     );
     assert_eq!(s.metric("spark_admission_policy_set_generation").await, 0.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_far_over_the_limit_is_refused_before_the_body() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = TestServer::start("huge", &[("p.yaml", TEST_POLICIES)], |c, _| {
+        c.max_body_bytes = 1024;
+    })
+    .await;
+    let mut tls = tls_connect(s.addr, s.client.clone()).await.unwrap();
+    // Only the head: the server must answer without waiting for 100 MB that never come.
+    tls.write_all(
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: {SERVICE_DNS}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("larger than the limit of 1024 bytes"),
+        "{answer}"
+    );
     s.stop().await;
 }

@@ -324,7 +324,12 @@ pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
             extras.status = Some(StatusOut::failure(
                 403,
                 "Forbidden",
-                format!("spark-admission: policy {policy} denied the pod: {message}"),
+                // The engine's message normally names the policy already; never lose it.
+                if message.contains(policy.as_str()) {
+                    format!("spark-admission: {message}")
+                } else {
+                    format!("spark-admission: policy {policy}: {message}")
+                },
             ));
             review_bytes(&request.uid, false, extras, summary)
         }

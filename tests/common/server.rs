@@ -757,8 +757,9 @@ impl Binary {
     }
 
     pub fn sigterm(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's builtin `kill`: no procps needed, no unsafe signal call.
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());

@@ -317,7 +317,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
 
-    let interval = config.reload_interval;
+    // A zero interval would spin; 10 ms is already far more often than files change.
+    let interval = config.reload_interval.max(Duration::from_millis(10));
     let pollers = vec![
         {
             let state = state.clone();

@@ -144,7 +144,7 @@ fn copy_dir(from: &Path, to: &Path) {
 // ---------------------------------------------------------------------------------------------
 // Invariants every install (base and overlays) must keep
 
-fn check_webhook(objs: &[Value]) {
+fn check_webhook(objs: &[Value], tls_port: i64) {
     let mwc = find(objs, "MutatingWebhookConfiguration", NAME);
     let webhooks = mwc["webhooks"].as_array().expect("webhooks list");
     assert_eq!(webhooks.len(), 1, "one webhook: {webhooks:?}");
@@ -236,7 +236,8 @@ fn check_webhook(objs: &[Value]) {
     let pod = pod_spec(objs);
     assert_eq!(
         resolve_port(container(pod), &svc_port["targetPort"]),
-        TLS_PORT
+        tls_port,
+        "the Service reaches the server's TLS port"
     );
     assert_labels_select(&svc["spec"]["selector"], pod_labels(objs), "Service");
 }
@@ -290,7 +291,7 @@ fn effective<'a>(pod: &'a Value, c: &'a Value, key: &str) -> &'a Value {
     }
 }
 
-fn check_deployment(objs: &[Value]) {
+fn check_deployment(objs: &[Value], tls_port: i64) {
     let deploy = deployment(objs);
     assert_eq!(deploy["metadata"]["namespace"], NAMESPACE);
     let replicas = deploy["spec"]["replicas"].as_i64().expect("replicas set");
@@ -404,7 +405,7 @@ fn check_deployment(objs: &[Value]) {
             "admin is plain HTTP"
         );
     }
-    assert_eq!(resolve_port(c, &Value::from("https")), TLS_PORT);
+    assert_eq!(resolve_port(c, &Value::from("https")), tls_port);
 
     // Resources requested and bounded.
     for kind in ["requests", "limits"] {
@@ -423,6 +424,8 @@ fn check_deployment(objs: &[Value]) {
         format!("--cert={TLS_DIR}/tls.crt"),
         format!("--key={TLS_DIR}/tls.key"),
         format!("--policies={POLICIES_DIR}"),
+        format!("--addr=0.0.0.0:{tls_port}"),
+        format!("--admin-addr=0.0.0.0:{ADMIN_PORT}"),
     ] {
         assert!(args.contains(&expected.as_str()), "{expected} in {args:?}");
     }
@@ -452,7 +455,7 @@ fn check_deployment(objs: &[Value]) {
     );
 }
 
-fn check_network_policy(objs: &[Value]) {
+fn check_network_policy(objs: &[Value], tls_port: i64) {
     let np = find(objs, "NetworkPolicy", NAME);
     assert_eq!(np["metadata"]["namespace"], NAMESPACE);
     assert_labels_select(
@@ -461,7 +464,7 @@ fn check_network_policy(objs: &[Value]) {
         "NetworkPolicy",
     );
     let ingress = np["spec"]["ingress"].as_array().expect("ingress rules");
-    for port in [TLS_PORT, ADMIN_PORT] {
+    for port in [tls_port, ADMIN_PORT] {
         assert!(
             ingress.iter().any(|rule| rule["ports"]
                 .as_array()
@@ -492,9 +495,13 @@ fn check_namespacing(objs: &[Value]) {
 }
 
 fn check_install(objs: &[Value]) {
-    check_webhook(objs);
-    check_deployment(objs);
-    check_network_policy(objs);
+    check_install_on_port(objs, TLS_PORT);
+}
+
+fn check_install_on_port(objs: &[Value], tls_port: i64) {
+    check_webhook(objs, tls_port);
+    check_deployment(objs, tls_port);
+    check_network_policy(objs, tls_port);
     check_namespacing(objs);
 }
 
@@ -561,6 +568,31 @@ fn opt_in_component_requires_the_namespace_label_and_keeps_the_exclusions() {
                 && strings(&e["values"]) == ["true"]),
         "{exprs:?}"
     );
+}
+
+#[test]
+fn listen_10250_component_moves_the_tls_port_consistently() {
+    let objs = render_base_with_components(&["listen-10250"]);
+    check_install_on_port(&objs, 10250);
+    // The API server still calls the Service on 443.
+    assert_eq!(webhook(&objs)["clientConfig"]["service"]["port"], 443);
+}
+
+#[test]
+fn all_components_combine() {
+    let mut names: Vec<String> = fs::read_dir(repo_root().join("manifests/components"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let objs = render_base_with_components(&names);
+    let tls_port = if names.contains(&"listen-10250") {
+        10250
+    } else {
+        TLS_PORT
+    };
+    check_install_on_port(&objs, tls_port);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,4 +900,34 @@ fn policies_configmap_holds_every_policy_file() {
         let text = fs::read_to_string(path).unwrap();
         assert_eq!(data[key.as_str()], text.as_str(), "{key} content");
     }
+}
+
+/// The server must load from the ConfigMap mount exactly what it loads from policies/. The
+/// kubelet writes a ConfigMap volume as: a timestamped `..<date>` directory holding the files,
+/// a `..data` symlink to it, and one top-level symlink per key into `..data/`. A recursive
+/// loader that walks into the `..` entries would read every policy more than once.
+#[cfg(unix)]
+#[test]
+fn policies_load_the_same_from_a_kubelet_configmap_mount() {
+    let root = repo_root();
+    let objs = render(&root);
+    let cm = find(&objs, "ConfigMap", POLICIES_CONFIGMAP);
+    // A ConfigMap without data (no policy listed) mounts as an empty directory.
+    let data = cm["data"].as_object().cloned().unwrap_or_default();
+
+    let scratch = Scratch::new("configmap-mount");
+    let mount = scratch.0.join("policies-mount");
+    let stamped = "..2026_01_01_00_00_00.000000001";
+    fs::create_dir_all(mount.join(stamped)).unwrap();
+    for (key, text) in &data {
+        fs::write(mount.join(stamped).join(key), text.as_str().unwrap()).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{key}"), mount.join(key)).unwrap();
+    }
+    std::os::unix::fs::symlink(stamped, mount.join("..data")).unwrap();
+
+    let from_repo = spark_admission::PolicySet::load_dir(&root.join("policies"))
+        .unwrap_or_else(|e| panic!("policies/ does not load:\n{e}"));
+    let from_mount = spark_admission::PolicySet::load_dir(&mount)
+        .unwrap_or_else(|e| panic!("the ConfigMap mount does not load:\n{e}"));
+    assert_eq!(from_mount.names(), from_repo.names());
 }

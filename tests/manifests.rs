@@ -929,5 +929,6 @@ fn policies_load_the_same_from_a_kubelet_configmap_mount() {
         .unwrap_or_else(|e| panic!("policies/ does not load:\n{e}"));
     let from_mount = spark_admission::PolicySet::load_dir(&mount)
         .unwrap_or_else(|e| panic!("the ConfigMap mount does not load:\n{e}"));
+    assert!(!from_repo.is_empty(), "policies/ holds no policy");
     assert_eq!(from_mount.names(), from_repo.names());
 }

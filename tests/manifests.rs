@@ -842,10 +842,18 @@ fn generated_key_material_is_git_ignored() {
 // ---------------------------------------------------------------------------------------------
 // Policies
 
-/// Every `*.yaml` / `*.yml` file under `dir`, recursively, as (ConfigMap key, path).
+/// Every `*.yaml` / `*.yml` file under `dir`, recursively, as (ConfigMap key, path): the files
+/// the server's loader reads.
 fn policy_files(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // The loader skips hidden entries; so does the ConfigMap.
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
         if path.is_dir() {
             policy_files(&path, out);
         } else if matches!(

@@ -940,3 +940,58 @@ fn policies_load_the_same_from_a_kubelet_configmap_mount() {
     assert!(!from_repo.is_empty(), "policies/ holds no policy");
     assert_eq!(from_mount.names(), from_repo.names());
 }
+
+/// The image and the Deployment must agree on the user; the final stage holds the binary only.
+/// (The Dockerfile is not built here: there is no Docker engine on our machines.)
+#[test]
+fn dockerfile_final_stage_runs_the_binary_as_the_deployments_user() {
+    let dockerfile = fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let last_from = instructions
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    assert!(
+        instructions[..last_from]
+            .iter()
+            .any(|l| l.starts_with("FROM ")),
+        "multi-stage build"
+    );
+    let final_stage = &instructions[last_from..];
+    let image = final_stage[0].split_whitespace().nth(1).unwrap();
+    assert!(
+        image == "scratch" || image.starts_with("gcr.io/distroless/"),
+        "small final image: {image}"
+    );
+    let copies: Vec<&&str> = final_stage
+        .iter()
+        .filter(|l| l.starts_with("COPY ") || l.starts_with("ADD "))
+        .collect();
+    assert_eq!(copies.len(), 1, "the binary only: {copies:?}");
+    assert!(copies[0].starts_with("COPY --from="), "{}", copies[0]);
+
+    let user = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER in the final stage");
+    let uid: i64 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("numeric USER: {user}"));
+    assert!(uid > 0);
+    let objs = render(&repo_root().join("manifests"));
+    let pod = pod_spec(&objs);
+    assert_eq!(effective(pod, container(pod), "runAsUser"), uid);
+
+    let entrypoint = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    assert_eq!(entrypoint, r#"["/spark-admission"]"#);
+}

@@ -6,6 +6,7 @@
 //! HTTP/TLS edge in the server modules.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod engine;
 pub mod mutate;
 pub mod patch;

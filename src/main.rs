@@ -1,2 +1,41 @@
+//! The `spark-admission` binary: the webhook server and the offline policy tools.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use clap::{Parser, Subcommand};
+use spark_admission::cli::{self, CheckArgs, MutateArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spark-admission",
+    version,
+    about = "Policy-driven mutating admission webhook for Apache Spark pods"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what the policies do to a pod (or AdmissionReview) file, offline.
+    Mutate(MutateArgs),
+    /// Validate a policy directory; lists every error with file:line:column.
+    Check(CheckArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let result = match &cli.command {
+        Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
+        Command::Check(args) => cli::check(args, &mut out),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            cli::EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}

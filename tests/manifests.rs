@@ -842,9 +842,11 @@ fn generated_key_material_is_git_ignored() {
 // ---------------------------------------------------------------------------------------------
 // Policies
 
-/// Every `*.yaml` / `*.yml` file under `dir`, recursively, as (ConfigMap key, path): the files
-/// the server's loader reads.
-fn policy_files(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+/// Every `*.yaml` / `*.yml` file under `base`, recursively — the files the server's loader
+/// reads — as (ConfigMap key, path). ConfigMap keys cannot hold `/`, so a file in a
+/// subdirectory gets its relative path with `/` replaced by `-` (`placement/aks.yaml` →
+/// `placement-aks.yaml`), the convention kustomization.yaml follows.
+fn policy_files(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         // The loader skips hidden entries; so does the ConfigMap.
@@ -855,13 +857,17 @@ fn policy_files(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
             continue;
         }
         if path.is_dir() {
-            policy_files(&path, out);
+            policy_files(base, &path, out);
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) {
-            let key = path.file_name().unwrap().to_string_lossy().into_owned();
-            out.push((key, path));
+            let relative = path.strip_prefix(base).unwrap();
+            let key: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push((key.join("-"), path));
         }
     }
 }
@@ -876,7 +882,7 @@ fn policies_configmap_holds_every_policy_file() {
         policies.display()
     );
     let mut files = Vec::new();
-    policy_files(&policies, &mut files);
+    policy_files(&policies, &policies, &mut files);
     assert!(
         !files.is_empty(),
         "no policy files in {}",

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::mutate::{self, Report};
@@ -76,10 +77,22 @@ pub fn read_pod(pod: &Value) -> Result<Pod, PodError> {
             )));
         }
     }
-    serde_path_to_error::deserialize(pod).map_err(|e| {
-        let at = e.path().to_string();
-        PodError::Invalid(format!("at {at}: {}", e.inner()))
+    // Fast path first; on failure read again to name the offending field.
+    Pod::deserialize(pod).or_else(|_| {
+        serde_path_to_error::deserialize(pod).map_err(|e| {
+            let at = e.path().to_string();
+            PodError::Invalid(format!("at {at}: {}", e.inner()))
+        })
     })
+}
+
+/// The `spark-role` label straight from the JSON: pods that are not Spark pods (most pods
+/// in a cluster, if the webhook's objectSelector is missing) are answered without parsing.
+fn raw_role(pod: &Value) -> Option<&str> {
+    pod.get("metadata")?
+        .get("labels")?
+        .get(spark_pod::ROLE_LABEL)?
+        .as_str()
 }
 
 /// Evaluate `pod` against `policies`.
@@ -91,10 +104,19 @@ pub fn evaluate(
     pod: &Value,
     namespace: Option<&str>,
 ) -> Result<Evaluation, PodError> {
+    if !matches!(raw_role(pod), Some("driver" | "executor")) {
+        if !pod.is_object() || pod.get("kind").is_some_and(|k| k != "Pod") {
+            read_pod(pod)?;
+        }
+        return Ok(Evaluation::unchanged(None));
+    }
     let typed = read_pod(pod)?;
     let Some(role) = spark_pod::role(&typed) else {
         return Ok(Evaluation::unchanged(None));
     };
+    if typed.spec.is_none() {
+        return Err(PodError::Invalid("the pod has no spec".into()));
+    }
     let namespace = namespace
         .or(typed.metadata.namespace.as_deref())
         .unwrap_or("default");
@@ -175,9 +197,7 @@ pub fn evaluate(
         annotations.insert(AUDIT_ANNOTATION.into(), audited.join(","));
     }
 
-    let before = to_json(&typed)?;
-    let after = to_json(&mutated)?;
-    let patch = crate::patch::diff(&before, &after);
+    let patch = diff_touchable(&typed, &mutated)?;
     let verdict = if patch.0.is_empty() {
         Verdict::Unchanged
     } else {
@@ -201,7 +221,76 @@ pub fn evaluate(
     })
 }
 
-fn to_json(pod: &Pod) -> Result<Value, PodError> {
-    serde_json::to_value(pod)
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, PodError> {
+    serde_json::to_value(v)
         .map_err(|e| PodError::Invalid(format!("internal error: pod does not serialise: {e}")))
+}
+
+/// The parts of a pod the mutations may change, with their JSON Pointer tokens. Diffing
+/// only these (not the whole pod) keeps an admission cheap; `debug_assert` checks that
+/// nothing else changed.
+fn touchable(pod: &Pod) -> Result<Vec<(Vec<String>, Value)>, PodError> {
+    let spec = pod.spec.as_ref();
+    let mut parts = vec![
+        (
+            vec!["metadata".into(), "annotations".into()],
+            to_json(&pod.metadata.annotations)?,
+        ),
+        (
+            vec!["spec".into(), "nodeSelector".into()],
+            to_json(&spec.and_then(|s| s.node_selector.as_ref()))?,
+        ),
+        (
+            vec!["spec".into(), "affinity".into()],
+            to_json(&spec.and_then(|s| s.affinity.as_ref()))?,
+        ),
+        (
+            vec!["spec".into(), "tolerations".into()],
+            to_json(&spec.and_then(|s| s.tolerations.as_ref()))?,
+        ),
+        (
+            vec!["spec".into(), "volumes".into()],
+            to_json(&spec.and_then(|s| s.volumes.as_ref()))?,
+        ),
+    ];
+    if let Some(i) = spark_pod::spark_container_index(pod) {
+        let c = spec.and_then(|s| s.containers.get(i));
+        parts.push((
+            vec!["spec".into(), "containers".into(), i.to_string()],
+            to_json(&c)?,
+        ));
+    }
+    Ok(parts)
+}
+
+fn diff_touchable(before: &Pod, after: &Pod) -> Result<json_patch::Patch, PodError> {
+    debug_assert!(
+        untouched_rest_is_equal(before, after),
+        "a mutation changed a field outside the touchable parts"
+    );
+    let mut ops = vec![];
+    for ((path, a), (_, b)) in touchable(before)?.iter().zip(touchable(after)?.iter()) {
+        let part = crate::patch::diff_at_path(path, a, b);
+        ops.extend(part.0);
+    }
+    Ok(json_patch::Patch(ops))
+}
+
+fn untouched_rest_is_equal(before: &Pod, after: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        let idx = spark_pod::spark_container_index(&p);
+        p.metadata.annotations = None;
+        if let Some(s) = p.spec.as_mut() {
+            s.node_selector = None;
+            s.affinity = None;
+            s.tolerations = None;
+            s.volumes = None;
+            if let Some(c) = idx.and_then(|i| s.containers.get_mut(i)) {
+                *c = Default::default();
+            }
+        }
+        p
+    };
+    strip(before) == strip(after)
 }

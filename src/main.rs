@@ -4,6 +4,11 @@
 use clap::{Parser, Subcommand};
 use spark_admission::cli::{self, CheckArgs, MutateArgs};
 
+// An admission allocates many small objects (a typed Pod, JSON values); mimalloc makes the
+// engine about 30% faster than the system allocator (benches/engine.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "spark-admission",

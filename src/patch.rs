@@ -18,6 +18,25 @@ pub fn diff(from: &Value, to: &Value) -> Patch {
     Patch(ops)
 }
 
+/// The operations that turn `from` into `to`, both found at `path` in the document.
+/// `null` stands for "absent": absent → value is an `add`, value → absent a `remove`.
+pub fn diff_at_path(path: &[String], from: &Value, to: &Value) -> Patch {
+    let mut ops = vec![];
+    let mut path = path.to_vec();
+    match (from, to) {
+        (Value::Null, Value::Null) => {}
+        (Value::Null, v) => ops.push(PatchOperation::Add(AddOperation {
+            path: pointer(&path),
+            value: v.clone(),
+        })),
+        (_, Value::Null) => ops.push(PatchOperation::Remove(RemoveOperation {
+            path: pointer(&path),
+        })),
+        (a, b) => diff_at(&mut path, a, b, &mut ops),
+    }
+    Patch(ops)
+}
+
 fn pointer(path: &[String]) -> PointerBuf {
     PointerBuf::from_tokens(path.iter().map(|s| s.as_str()))
 }
@@ -59,6 +78,16 @@ fn diff_at(path: &mut Vec<String>, from: &Value, to: &Value, ops: &mut Vec<Patch
 /// kept elements, pair changed elements up (diffing inside them), then remove or add the
 /// rest. Indices are tracked as the operations apply one after another.
 fn diff_array(path: &mut Vec<String>, a: &[Value], b: &[Value], ops: &mut Vec<PatchOperation>) {
+    // Common prefix and suffix are kept as they are; only the middle needs the LCS table
+    // (mutations mostly append or change one element, so the middle is tiny).
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let (n, m) = (a.len(), b.len());
     // lcs[i][j]: LCS length of a[i..] and b[j..]. Pod arrays are short (tens of entries).
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
@@ -72,7 +101,7 @@ fn diff_array(path: &mut Vec<String>, a: &[Value], b: &[Value], ops: &mut Vec<Pa
         }
     }
     let (mut i, mut j) = (0, 0);
-    let mut index = 0usize; // position in the array as patched so far
+    let mut index = prefix; // position in the array as patched so far
     while i < n || j < m {
         if i < n && j < m && a[i] == b[j] {
             i += 1;

@@ -79,6 +79,7 @@ impl fmt::Display for PolicyErrors {
 pub struct PolicySet {
     policies: Vec<Policy>,
     names: Vec<String>,
+    index: crate::selection::Index,
 }
 
 impl PolicySet {
@@ -95,7 +96,17 @@ impl PolicySet {
     pub(crate) fn new(mut policies: Vec<Policy>) -> PolicySet {
         policies.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         let names = policies.iter().map(|p| p.name.clone()).collect();
-        PolicySet { policies, names }
+        let index = crate::selection::Index::build(&policies);
+        PolicySet {
+            policies,
+            names,
+            index,
+        }
+    }
+
+    /// Which policies can apply to a pod of a role in a namespace.
+    pub fn index(&self) -> &crate::selection::Index {
+        &self.index
     }
 
     /// Policies in application order.

@@ -1,9 +1,19 @@
 //! The engine: one pure function from (policy set, pod JSON) to a verdict.
+//!
+//! request → Spark pod view → selected policies → mutated pod → diff → verdict.
+//! The diff is taken between the typed forms of the original and mutated pod and applied to
+//! the original JSON, so fields the typed model does not know are never removed.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+use crate::mutate::{self, Report};
 use crate::policy::PolicySet;
-use crate::spark_pod::SparkRole;
+use crate::selection::{self, PodFacts};
+use crate::spark_pod::{self, SparkRole};
+use crate::{AUDIT_ANNOTATION, POLICIES_ANNOTATION};
 
 /// What the engine decided for one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +43,18 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
 }
 
+impl Evaluation {
+    fn unchanged(role: Option<SparkRole>) -> Evaluation {
+        Evaluation {
+            role,
+            verdict: Verdict::Unchanged,
+            applied: vec![],
+            audited: vec![],
+            warnings: vec![],
+        }
+    }
+}
+
 /// The object handed to the engine is not a Pod it can read.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -40,6 +62,24 @@ pub enum PodError {
     NotAPod(String),
     #[error("pod does not deserialise as a Kubernetes Pod: {0}")]
     Invalid(String),
+}
+
+/// Read a Pod from JSON, naming the field that is wrong.
+pub fn read_pod(pod: &Value) -> Result<Pod, PodError> {
+    if !pod.is_object() {
+        return Err(PodError::NotAPod("expected a JSON object".into()));
+    }
+    if let Some(kind) = pod.get("kind") {
+        if kind != "Pod" {
+            return Err(PodError::NotAPod(format!(
+                "kind is {kind}, expected \"Pod\""
+            )));
+        }
+    }
+    serde_path_to_error::deserialize(pod).map_err(|e| {
+        let at = e.path().to_string();
+        PodError::Invalid(format!("at {at}: {}", e.inner()))
+    })
 }
 
 /// Evaluate `pod` against `policies`.
@@ -51,12 +91,117 @@ pub fn evaluate(
     pod: &Value,
     namespace: Option<&str>,
 ) -> Result<Evaluation, PodError> {
-    let _ = (policies, pod, namespace);
+    let typed = read_pod(pod)?;
+    let Some(role) = spark_pod::role(&typed) else {
+        return Ok(Evaluation::unchanged(None));
+    };
+    let namespace = namespace
+        .or(typed.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    let no_labels = BTreeMap::new();
+    let facts = PodFacts {
+        role,
+        namespace,
+        labels: typed.metadata.labels.as_ref().unwrap_or(&no_labels),
+    };
+    let (enforce, audit) = selection::select(policies, facts);
+    if enforce.is_empty() && audit.is_empty() {
+        return Ok(Evaluation::unchanged(Some(role)));
+    }
+
+    let mut mutated = typed.clone();
+    let mut warnings = vec![];
+    let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
+    if !enforce.is_empty() {
+        let effective = selection::merge(&enforce);
+        match mutate::apply(&mut mutated, role, &effective) {
+            Ok(Report { warnings: w, .. }) => warnings.extend(w),
+            Err(denial) => {
+                return Ok(Evaluation {
+                    role: Some(role),
+                    verdict: Verdict::Denied {
+                        policy: denial.policy,
+                        message: denial.message,
+                    },
+                    applied,
+                    audited: vec![],
+                    warnings,
+                })
+            }
+        }
+    }
+
+    // Audit policies: what each would do on top of the enforced result, reported only.
+    let mut audited = vec![];
+    for policy in &audit {
+        let mut scratch = mutated.clone();
+        let effective = selection::merge(&[*policy]);
+        match mutate::apply(&mut scratch, role, &effective) {
+            Ok(report) => {
+                if !report.changes.is_empty() {
+                    audited.push(policy.name.clone());
+                }
+                warnings.extend(
+                    report
+                        .changes
+                        .iter()
+                        .map(|c| format!("audit {}: would apply {c}", policy.name)),
+                );
+                warnings.extend(
+                    report
+                        .warnings
+                        .iter()
+                        .map(|w| format!("audit {}: {w}", policy.name)),
+                );
+            }
+            Err(denial) => {
+                audited.push(policy.name.clone());
+                warnings.push(format!(
+                    "audit {}: would deny: {}",
+                    policy.name, denial.message
+                ));
+            }
+        }
+    }
+
+    let annotations = mutated
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    if !applied.is_empty() {
+        annotations.insert(POLICIES_ANNOTATION.into(), applied.join(","));
+    }
+    if !audited.is_empty() {
+        annotations.insert(AUDIT_ANNOTATION.into(), audited.join(","));
+    }
+
+    let before = to_json(&typed)?;
+    let after = to_json(&mutated)?;
+    let patch = crate::patch::diff(&before, &after);
+    let verdict = if patch.0.is_empty() {
+        Verdict::Unchanged
+    } else {
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &patch).map_err(|e| {
+            PodError::Invalid(format!(
+                "internal error: patch does not apply to the pod: {e}"
+            ))
+        })?;
+        Verdict::Patched {
+            patch,
+            pod: patched,
+        }
+    };
     Ok(Evaluation {
-        role: None,
-        verdict: Verdict::Unchanged,
-        applied: vec![],
-        audited: vec![],
-        warnings: vec![],
+        role: Some(role),
+        verdict,
+        applied,
+        audited,
+        warnings,
     })
+}
+
+fn to_json(pod: &Pod) -> Result<Value, PodError> {
+    serde_json::to_value(pod)
+        .map_err(|e| PodError::Invalid(format!("internal error: pod does not serialise: {e}")))
 }

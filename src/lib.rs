@@ -1,21 +1,25 @@
 //! spark-admission: policy-driven mutation of Apache Spark driver and executor pods.
 //!
-//! Data flows one way: request → [`spark_pod::SparkPod`] view → selected policies
-//! ([`selection`]) → mutated pod ([`mutate`]) → JSON Patch ([`patch`]) → response.
-//! Everything up to the patch is pure and free of IO; file loading lives in
-//! [`policy::load`], the HTTP/TLS edge in the server modules.
+//! Data flows one way: request → [`spark_pod`] view → selected policies ([`selection`]) →
+//! mutated pod ([`mutate`]) → JSON Patch ([`patch`]) → verdict ([`engine`]). Everything up
+//! to the verdict is pure and free of IO; file loading lives in [`policy::load`], the
+//! HTTP/TLS edge in the server modules.
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod quantity;
 pub mod selection;
 pub mod spark_pod;
-pub mod mutate;
+
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 
 pub use engine::{evaluate, Evaluation, PodError, Verdict};
 pub use policy::{PolicyErrors, PolicySet};
+pub use spark_pod::SparkRole;
 
 /// Annotation naming the enforced policies that matched the pod, in application order.
 pub const POLICIES_ANNOTATION: &str = "spark-admission.dev/policies";

@@ -1,9 +1,40 @@
-//! Policy model (typed, validated at load) and loading from a directory of YAML files.
+//! Policies: the typed model ([`model`]), validation ([`validate`]) and loading from a
+//! directory of YAML files ([`load`]).
 
 pub mod load;
+pub mod model;
+pub mod names;
+pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Toleration;
+
+pub use model::{MatchSpec, MemoryPolicy, Mode, Placement, SecretEnv};
+
+/// A validated policy, ready to be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub priority: i32,
+    pub mode: Mode,
+    /// `file:line` of the document, for messages.
+    pub origin: String,
+    pub matcher: MatchSpec,
+    pub placement: Option<Placement>,
+    pub tolerations: Vec<Toleration>,
+    pub local_dirs: Option<LocalDirsPolicy>,
+    pub secret_env: Vec<SecretEnv>,
+    pub memory: Option<MemoryPolicy>,
+}
+
+/// Local dirs with the spans stripped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalDirsPolicy {
+    pub volumes: Vec<model::LocalDirVolume>,
+    pub override_submitter: bool,
+}
 
 /// One problem in a policy set, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +74,10 @@ impl fmt::Display for PolicyErrors {
     }
 }
 
-/// A validated, ordered set of policies.
+/// A validated set of policies, in application order: `priority` ascending, then name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicySet {
+    policies: Vec<Policy>,
     names: Vec<String>,
 }
 
@@ -55,16 +87,32 @@ impl PolicySet {
         load::load_dir(dir)
     }
 
+    /// Parse and validate policy files given as `(path, text)`; paths are used in errors.
+    pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, PolicyErrors> {
+        load::from_sources(sources)
+    }
+
+    pub(crate) fn new(mut policies: Vec<Policy>) -> PolicySet {
+        policies.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+        let names = policies.iter().map(|p| p.name.clone()).collect();
+        PolicySet { policies, names }
+    }
+
+    /// Policies in application order.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
     /// Policy names in application order.
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.policies.is_empty()
     }
 }

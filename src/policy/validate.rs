@@ -1,0 +1,318 @@
+//! Rules that span several fields of a policy document, checked after the YAML is read.
+//! Each problem carries the line and column of the part it is about.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Toleration;
+use serde_saphyr::Spanned;
+
+use super::model::{
+    LimitMode, LocalDirVolume, PolicyDocument, Scheduling, SelectorOperator, TolerationOperator,
+    TolerationSpec, API_VERSION, KIND,
+};
+use super::names::check_dns_subdomain;
+use super::{LocalDirsPolicy, Policy};
+
+/// A problem at a line and column of the document's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// Most local dirs a policy may add; more would be a typo, not a node.
+pub const MAX_LOCAL_DIRS: usize = 16;
+
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn at<T>(&mut self, span: &Spanned<T>, message: impl Into<String>) {
+        self.0.push(Issue {
+            line: span.referenced.line(),
+            column: span.referenced.column(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Check one document and turn it into a [`Policy`]; `origin` is `file` for messages.
+pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
+    let mut issues = Issues(vec![]);
+    if doc.api_version.value != API_VERSION {
+        issues.at(
+            &doc.api_version,
+            format!(
+                "apiVersion is {:?}; expected {API_VERSION:?}",
+                doc.api_version.value
+            ),
+        );
+    }
+    if doc.kind.value != KIND {
+        issues.at(
+            &doc.kind,
+            format!("kind is {:?}; expected {KIND:?}", doc.kind.value),
+        );
+    }
+    let name = &doc.metadata.name;
+    if let Err(e) = check_dns_subdomain(&name.value, "metadata.name") {
+        issues.at(name, e);
+    }
+    let spec_span = doc.spec;
+    let spec = spec_span.value;
+
+    // match
+    let m = &spec.match_.value;
+    if m.roles.value.is_empty() {
+        issues.at(
+            &m.roles,
+            "match.roles is empty: list at least one of driver, executor",
+        );
+    }
+    if let Some(selector) = &m.pod_selector {
+        for expr in &selector.match_expressions {
+            let needs_values = matches!(
+                expr.value.operator,
+                SelectorOperator::In | SelectorOperator::NotIn
+            );
+            if needs_values && expr.value.values.is_empty() {
+                issues.at(
+                    expr,
+                    format!(
+                        "podSelector expression on {:?}: operator {:?} needs at least one value",
+                        expr.value.key.as_str(),
+                        expr.value.operator
+                    ),
+                );
+            }
+            if !needs_values && !expr.value.values.is_empty() {
+                issues.at(
+                    expr,
+                    format!(
+                        "podSelector expression on {:?}: operator {:?} takes no values",
+                        expr.value.key.as_str(),
+                        expr.value.operator
+                    ),
+                );
+            }
+        }
+    }
+
+    // placement
+    if let Some(p) = &spec.placement {
+        match (&p.value.provider, &p.value.node_label) {
+            (None, None) => issues.at(
+                p,
+                "placement needs either provider (eks, karpenter, gke, aks) or nodeLabel",
+            ),
+            (Some(_), Some(_)) => issues.at(
+                p,
+                "placement has both provider and nodeLabel; give only one",
+            ),
+            _ => {}
+        }
+        match (p.value.scheduling, p.value.weight) {
+            (Scheduling::Required, Some(_)) => issues.at(
+                p,
+                "placement.weight is only meaningful with scheduling: preferred",
+            ),
+            (Scheduling::Preferred, Some(w)) if !(1..=100).contains(&w) => {
+                issues.at(p, format!("placement.weight is {w}; it must be 1 to 100"))
+            }
+            _ => {}
+        }
+    }
+
+    // tolerations
+    let mut tolerations = vec![];
+    for t in &spec.tolerations {
+        match toleration(&t.value) {
+            Ok(tol) => {
+                if !tolerations.contains(&tol) {
+                    tolerations.push(tol);
+                }
+            }
+            Err(e) => issues.at(t, e),
+        }
+    }
+
+    // local dirs
+    let local_dirs = spec.local_dirs.as_ref().map(|ld| {
+        let volumes = &ld.value.volumes;
+        if volumes.value.is_empty() {
+            issues.at(volumes, "localDirs.volumes is empty");
+        }
+        if volumes.value.len() > MAX_LOCAL_DIRS {
+            issues.at(
+                volumes,
+                format!(
+                    "localDirs.volumes has {} entries; at most {MAX_LOCAL_DIRS} are allowed",
+                    volumes.value.len()
+                ),
+            );
+        }
+        let mut paths = BTreeSet::new();
+        for (i, v) in volumes.value.iter().enumerate() {
+            if let Err(e) = check_local_dir(&v.value) {
+                issues.at(v, format!("localDirs.volumes[{i}]: {e}"));
+            }
+            let path = crate::mutate::local_dirs::mount_path_for(&v.value, i as u32 + 1);
+            if !paths.insert(path.clone()) {
+                issues.at(
+                    v,
+                    format!("localDirs.volumes[{i}]: mount path {path} is used twice"),
+                );
+            }
+        }
+        LocalDirsPolicy {
+            volumes: volumes.value.iter().map(|v| v.value.clone()).collect(),
+            override_submitter: ld.value.override_submitter,
+        }
+    });
+
+    // secret env
+    let mut env_names = BTreeSet::new();
+    for s in &spec.secret_env {
+        if !env_names.insert(s.value.name.clone()) {
+            issues.at(
+                s,
+                format!("secretEnv lists {} twice", s.value.name.as_str()),
+            );
+        }
+    }
+
+    // memory
+    if let Some(mem) = &spec.memory {
+        let m = &mem.value;
+        if m.overhead.is_none() && m.limit.is_none() && m.max_pod_memory.is_none() {
+            issues.at(mem, "memory sets none of overhead, limit, maxPodMemory");
+        }
+        if let Some(o) = &m.overhead {
+            if let Some(f) = o.factor {
+                if !(f > 0.0 && f <= 10.0) {
+                    issues.at(
+                        mem,
+                        format!("memory.overhead.factor is {f}; it must be above 0 and at most 10"),
+                    );
+                }
+            }
+            if let (Some(min), Some(max)) = (o.min, o.max) {
+                if min > max {
+                    issues.at(
+                        mem,
+                        format!(
+                            "memory.overhead.min ({}) is above memory.overhead.max ({})",
+                            min.0, max.0
+                        ),
+                    );
+                }
+            }
+            if o.factor.is_none() && o.min.is_none() && o.max.is_none() {
+                issues.at(mem, "memory.overhead sets none of factor, min, max");
+            }
+        }
+        if let Some(l) = &m.limit {
+            match (l.mode, l.headroom) {
+                (LimitMode::RequestPlusHeadroom, None) => issues.at(
+                    mem,
+                    "memory.limit.mode RequestPlusHeadroom needs memory.limit.headroom",
+                ),
+                (LimitMode::EqualToRequest | LimitMode::NoLimit, Some(_)) => issues.at(
+                    mem,
+                    "memory.limit.headroom is only used with mode RequestPlusHeadroom",
+                ),
+                _ => {}
+            }
+        }
+        if let Some(max) = &m.max_pod_memory {
+            if max.value.0 .0 == 0 {
+                issues.at(mem, "memory.maxPodMemory.value must be above 0");
+            }
+        }
+    }
+
+    let does_nothing = spec.placement.is_none()
+        && spec.tolerations.is_empty()
+        && spec.local_dirs.is_none()
+        && spec.secret_env.is_empty()
+        && spec.memory.is_none();
+    if does_nothing {
+        issues.at(
+            &spec_span_ref(&spec.match_),
+            "spec sets none of placement, tolerations, localDirs, secretEnv, memory: the policy would do nothing",
+        );
+    }
+
+    if !issues.0.is_empty() {
+        return Err(issues.0);
+    }
+    Ok(Policy {
+        name: name.value.clone(),
+        priority: spec.priority,
+        mode: spec.mode,
+        origin: format!("{file}:{}", name.referenced.line()),
+        matcher: spec.match_.value,
+        placement: spec.placement.map(|p| p.value),
+        tolerations,
+        local_dirs,
+        secret_env: spec.secret_env.into_iter().map(|s| s.value).collect(),
+        memory: spec.memory.map(|m| m.value),
+    })
+}
+
+fn spec_span_ref<T>(s: &Spanned<T>) -> Spanned<()> {
+    Spanned::new((), s.referenced, s.defined)
+}
+
+/// A policy toleration as the Kubernetes object, after the API server's own rules.
+fn toleration(t: &TolerationSpec) -> Result<Toleration, String> {
+    let op = t.operator.unwrap_or(TolerationOperator::Equal);
+    if op == TolerationOperator::Exists && t.value.as_ref().is_some_and(|v| !v.as_str().is_empty())
+    {
+        return Err("toleration with operator Exists must not have a value".into());
+    }
+    if t.key.is_none() && op != TolerationOperator::Exists {
+        return Err("toleration without a key must use operator Exists".into());
+    }
+    if t.toleration_seconds.is_some() && t.effect != Some(super::model::TaintEffect::NoExecute) {
+        return Err("tolerationSeconds is only allowed with effect NoExecute".into());
+    }
+    Ok(Toleration {
+        key: t.key.as_ref().map(|k| k.to_string()),
+        operator: Some(
+            match op {
+                TolerationOperator::Equal => "Equal",
+                TolerationOperator::Exists => "Exists",
+            }
+            .to_string(),
+        ),
+        value: t.value.as_ref().map(|v| v.to_string()),
+        effect: t.effect.map(|e| e.as_str().to_string()),
+        toleration_seconds: t.toleration_seconds,
+    })
+}
+
+fn check_local_dir(v: &LocalDirVolume) -> Result<(), String> {
+    let sources = [
+        v.host_path.is_some(),
+        v.empty_dir.is_some(),
+        v.ephemeral.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if sources != 1 {
+        return Err(format!(
+            "set exactly one of hostPath, emptyDir, ephemeral (found {sources})"
+        ));
+    }
+    if let Some(e) = &v.ephemeral {
+        if e.size.0 .0 == 0 {
+            return Err("ephemeral.size must be above 0".into());
+        }
+        if let Some(sc) = &e.storage_class_name {
+            check_dns_subdomain(sc, "ephemeral.storageClassName")?;
+        }
+    }
+    Ok(())
+}

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod certs;
+pub mod cli;
 pub mod engine;
 pub mod mutate;
 pub mod patch;

@@ -51,7 +51,7 @@ impl Bytes {
 
     /// Container memory as Spark writes it: whole MiB (`22937Mi`), else the exact form.
     pub fn to_mib_quantity(self) -> String {
-        if self.0 % MI == 0 {
+        if self.0.is_multiple_of(MI) {
             format!("{}Mi", self.0 / MI)
         } else {
             self.to_string()
@@ -85,7 +85,7 @@ impl fmt::Display for Bytes {
             return write!(f, "0");
         }
         for (suffix, unit) in UNITS {
-            if self.0 % unit == 0 {
+            if self.0.is_multiple_of(unit) {
                 return write!(f, "{}{}", self.0 / unit, suffix);
             }
         }

@@ -27,7 +27,7 @@ pub struct PodFacts<'a> {
 pub fn select<'a>(set: &'a PolicySet, pod: PodFacts<'_>) -> (Vec<&'a Policy>, Vec<&'a Policy>) {
     set.policies()
         .iter()
-        .filter(|p| matches(&p.matcher, pod))
+        .filter(|p| p.mode != Mode::Off && matches(&p.matcher, pod))
         .partition(|p| p.mode == Mode::Enforce)
 }
 

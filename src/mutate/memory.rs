@@ -35,7 +35,7 @@ const HEAP_GRANULE_MIB: u64 = 128;
 /// other heaps fit the same total (1g heap + 1g overhead = 2048Mi, which a 1463Mi heap
 /// under factor 0.4 also gives), so anything else is "unknown".
 pub fn infer_driver_heap(total: Bytes, non_jvm: bool) -> Option<Bytes> {
-    if total.0 % MI != 0 {
+    if !total.0.is_multiple_of(MI) {
         return None;
     }
     let t = total.0 / MI;
@@ -53,7 +53,7 @@ pub fn infer_driver_heap(total: Bytes, non_jvm: bool) -> Option<Bytes> {
     fitting.sort_unstable();
     fitting.dedup();
     match fitting.as_slice() {
-        [h] if h % HEAP_GRANULE_MIB == 0 => Some(Bytes::mib(*h)),
+        [h] if h.is_multiple_of(HEAP_GRANULE_MIB) => Some(Bytes::mib(*h)),
         _ => None,
     }
 }

@@ -22,7 +22,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         }])
     };
     let mut files = vec![];
-    collect_files(dir, &mut files).map_err(|e| at_dir(e))?;
+    collect_files(dir, &mut files).map_err(at_dir)?;
     files.sort();
     let mut sources = vec![];
     let mut errors = vec![];
@@ -162,9 +162,14 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
 fn bare_message(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered);
     let without_error = first.strip_prefix("error: ").unwrap_or(first);
-    match without_error.split_once(": ") {
-        Some((loc, rest)) if loc.starts_with("line ") => rest.to_string(),
-        _ => without_error.to_string(),
+    let message = match without_error.split_once(": ") {
+        Some((loc, rest)) if loc.starts_with("line ") => rest,
+        _ => without_error,
+    };
+    // serde's own errors end in " at line L, column C"; the location is already in front.
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
+        _ => message.to_string(),
     }
 }
 

@@ -65,6 +65,9 @@ pub enum Mode {
     Enforce,
     /// Report what would change (warnings, annotation) and leave the pod as it is.
     Audit,
+    /// Validated but never applied: an example kept for later, or a policy switched off
+    /// during an incident without deleting it.
+    Off,
 }
 
 /// Which pods a policy applies to.

@@ -1,0 +1,234 @@
+//! The offline commands: `mutate` (what would the webhook do to this pod?) and `check`
+//! (is this policy directory valid?). Both run in an admin's Git CI before a change ships.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::engine::{evaluate, Verdict};
+use crate::policy::{Mode, PolicySet};
+
+/// Exit code of `mutate` when a policy denies the pod.
+pub const EXIT_DENIED: i32 = 3;
+/// Exit code for unreadable input or an invalid policy set.
+pub const EXIT_ERROR: i32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// The RFC 6902 JSON Patch the webhook would return.
+    Patch,
+    /// The pod after the patch, as JSON.
+    Pod,
+    /// A unified diff of the pod before and after, as YAML.
+    Diff,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MutateArgs {
+    /// Directory of policy files (searched recursively for *.yaml / *.yml).
+    #[arg(long, env = "SPARK_ADMISSION_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// What to print.
+    #[arg(short, long, value_enum, default_value = "patch")]
+    pub output: Output,
+    /// Namespace the pod is created in (default: the AdmissionReview's, else
+    /// metadata.namespace, else "default").
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A Pod (JSON or YAML) or an AdmissionReview; `-` reads standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Directory of policy files (searched recursively for *.yaml / *.yml).
+    #[arg(long, env = "SPARK_ADMISSION_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+/// A failure of the command itself, printed as `error: …`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is neither JSON nor YAML: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+    #[error("policy set {dir} is invalid:\n{errors}")]
+    Policies {
+        dir: String,
+        errors: crate::PolicyErrors,
+    },
+}
+
+/// The pod inside `doc` (a Pod, or an AdmissionReview's request.object) and the namespace
+/// the request names.
+pub fn pod_from_document(doc: Value) -> Result<(Value, Option<String>), String> {
+    if doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+        return Ok((doc, None));
+    }
+    let mut request = match doc {
+        Value::Object(mut m) => m
+            .remove("request")
+            .ok_or("AdmissionReview has no request")?,
+        _ => return Err("AdmissionReview is not an object".into()),
+    };
+    let namespace = request
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let object = request
+        .get_mut("object")
+        .map(Value::take)
+        .filter(|o| !o.is_null())
+        .ok_or("AdmissionReview request has no object")?;
+    Ok((object, namespace))
+}
+
+/// Parse JSON, or YAML when it is not JSON.
+pub fn parse_document(text: &str, path: &str) -> Result<Value, CliError> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(json_err) => serde_saphyr::from_str::<Value>(text).map_err(|yaml_err| {
+            let message = if text.trim_start().starts_with('{') {
+                json_err.to_string()
+            } else {
+                yaml_err.to_string()
+            };
+            CliError::Parse {
+                path: path.into(),
+                message,
+            }
+        }),
+    }
+}
+
+fn read_input(file: &Path) -> Result<String, CliError> {
+    let path = file.display().to_string();
+    let mut text = String::new();
+    let result = if path == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    result.map_err(|source| CliError::Read { path, source })?;
+    Ok(text)
+}
+
+fn load(dir: &Path) -> Result<PolicySet, CliError> {
+    PolicySet::load_dir(dir).map_err(|errors| CliError::Policies {
+        dir: dir.display().to_string(),
+        errors,
+    })
+}
+
+fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+/// `spark-admission mutate`: returns the process exit code.
+pub fn mutate(
+    args: &MutateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, CliError> {
+    let policies = load(&args.policies)?;
+    let path = args.file.display().to_string();
+    let doc = parse_document(&read_input(&args.file)?, &path)?;
+    let (pod, review_ns) = pod_from_document(doc).map_err(|message| CliError::Input {
+        path: path.clone(),
+        message,
+    })?;
+    let namespace = args.namespace.clone().or(review_ns);
+    let eval = evaluate(&policies, &pod, namespace.as_deref()).map_err(|e| CliError::Input {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let _ = writeln_all(
+        err,
+        &eval
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .collect::<Vec<_>>(),
+    );
+    if !eval.applied.is_empty() {
+        let _ = writeln!(err, "policies applied: {}", eval.applied.join(", "));
+    }
+    if !eval.audited.is_empty() {
+        let _ = writeln!(
+            err,
+            "audit policies that would change the pod: {}",
+            eval.audited.join(", ")
+        );
+    }
+    if eval.role.is_none() {
+        let _ = writeln!(
+            err,
+            "not a Spark pod (no spark-role: driver|executor label): unchanged"
+        );
+    }
+    let (patch, mutated) = match eval.verdict {
+        Verdict::Denied { policy, message } => {
+            let _ = writeln!(err, "denied by policy {policy}: {message}");
+            return Ok(EXIT_DENIED);
+        }
+        Verdict::Unchanged => (json_patch::Patch(vec![]), pod.clone()),
+        Verdict::Patched { patch, pod } => (patch, pod),
+    };
+    let text = match args.output {
+        Output::Patch => serde_json::to_string_pretty(&patch).unwrap_or_default(),
+        Output::Pod => serde_json::to_string_pretty(&mutated).unwrap_or_default(),
+        Output::Diff => {
+            let (before, after) = (to_yaml(&pod), to_yaml(&mutated));
+            similar::TextDiff::from_lines(&before, &after)
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("{path} (submitted)"), &format!("{path} (mutated)"))
+                .to_string()
+        }
+    };
+    let _ = writeln!(out, "{}", text.trim_end());
+    Ok(0)
+}
+
+fn writeln_all(w: &mut dyn Write, lines: &[String]) -> std::io::Result<()> {
+    for l in lines {
+        writeln!(w, "{l}")?;
+    }
+    Ok(())
+}
+
+/// `spark-admission check`: returns the process exit code.
+pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, CliError> {
+    let set = load(&args.policies)?;
+    let count = |m: Mode| set.policies().iter().filter(|p| p.mode == m).count();
+    let _ = writeln!(
+        out,
+        "{}: {} policies valid ({} Enforce, {} Audit, {} Off), in application order:",
+        args.policies.display(),
+        set.len(),
+        count(Mode::Enforce),
+        count(Mode::Audit),
+        count(Mode::Off)
+    );
+    let width = set.names().iter().map(String::len).max().unwrap_or(0);
+    for p in set.policies() {
+        let roles: Vec<&str> = p.matcher.roles.value.iter().map(|r| r.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:7}  {:15}  {}",
+            p.name,
+            format!("{:?}", p.mode),
+            roles.join(","),
+            p.origin
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,253 @@
+//! Shared test support: the API server's defaulting (what a webhook really receives) and
+//! the Pod validation rules our patches could break.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{json, Value};
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every recorded Spark pod: (file name, JSON).
+pub fn fixtures() -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_str(&text).unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 5, "fixtures missing");
+    out
+}
+
+fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.entry(key.to_string()).or_insert(value);
+    }
+}
+
+/// What the API server does to a pod before mutating admission: field defaulting, the
+/// ServiceAccount admission plugin (token volume and its mount in every container) and
+/// DefaultTolerationSeconds (not-ready / unreachable tolerations).
+pub fn default_like_apiserver(pod: &mut Value, namespace: &str) {
+    pod["metadata"]["namespace"] = json!(namespace);
+    let spec = &mut pod["spec"];
+    for (k, v) in [
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("restartPolicy", json!("Always")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("enableServiceLinks", json!(true)),
+        ("preemptionPolicy", json!("PreemptLowerPriority")),
+        ("priority", json!(0)),
+        ("serviceAccountName", json!("default")),
+    ] {
+        set_default(spec, k, v);
+    }
+    let sa = spec["serviceAccountName"].clone();
+    set_default(spec, "serviceAccount", sa);
+    let token_volume = "kube-api-access-x7k2p";
+    let mount = json!({
+        "name": token_volume,
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": true
+    });
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                for (k, v) in [
+                    ("terminationMessagePath", json!("/dev/termination-log")),
+                    ("terminationMessagePolicy", json!("File")),
+                    ("imagePullPolicy", json!("IfNotPresent")),
+                    ("resources", json!({})),
+                ] {
+                    set_default(c, k, v);
+                }
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        set_default(p, "protocol", json!("TCP"));
+                    }
+                }
+                c.as_object_mut()
+                    .unwrap()
+                    .entry("volumeMounts")
+                    .or_insert(json!([]))
+                    .as_array_mut()
+                    .unwrap()
+                    .push(mount.clone());
+            }
+        }
+    }
+    spec.as_object_mut()
+        .unwrap()
+        .entry("volumes")
+        .or_insert(json!([]))
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": token_volume,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+                ]
+            }
+        }));
+    let tolerations = spec
+        .as_object_mut()
+        .unwrap()
+        .entry("tolerations")
+        .or_insert(json!([]))
+        .as_array_mut()
+        .unwrap();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        tolerations.push(json!({
+            "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
+        }));
+    }
+}
+
+fn spark_container(pod: &Pod) -> Option<&Container> {
+    let cs = &pod.spec.as_ref()?.containers;
+    cs.iter()
+        .find(|c| {
+            [
+                "spark-kubernetes-driver",
+                "spark-kubernetes-executor",
+                "executor",
+            ]
+            .contains(&c.name.as_str())
+        })
+        .or(if cs.len() == 1 { cs.first() } else { None })
+}
+
+fn memory_bytes(q: &str) -> u64 {
+    spark_admission::quantity::Bytes::parse_quantity(q)
+        .unwrap()
+        .0
+}
+
+/// The Pod validation rules a webhook patch can break, as the API server checks them.
+pub fn assert_valid_pod(pod_json: &Value, context: &str) {
+    let pod: Pod = serde_json::from_value(pod_json.clone())
+        .unwrap_or_else(|e| panic!("{context}: not a Pod: {e}"));
+    let spec = pod.spec.as_ref().unwrap();
+    let volumes: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    let unique: BTreeSet<_> = volumes.iter().collect();
+    assert_eq!(
+        unique.len(),
+        volumes.len(),
+        "{context}: duplicate volume names {volumes:?}"
+    );
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        for m in &mounts {
+            assert!(
+                volumes.contains(&m.name.as_str()),
+                "{context}: container {} mounts missing volume {}",
+                c.name,
+                m.name
+            );
+        }
+        let paths: BTreeSet<_> = mounts.iter().map(|m| &m.mount_path).collect();
+        assert_eq!(
+            paths.len(),
+            mounts.len(),
+            "{context}: duplicate mount paths in {}",
+            c.name
+        );
+        let env = c.env.clone().unwrap_or_default();
+        let names: BTreeSet<_> = env.iter().map(|e| &e.name).collect();
+        assert_eq!(
+            names.len(),
+            env.len(),
+            "{context}: duplicate env names in {}",
+            c.name
+        );
+        for e in &env {
+            assert!(
+                !(e.value.is_some() && e.value_from.is_some()),
+                "{context}: env {} has both value and valueFrom",
+                e.name
+            );
+        }
+        if let Some(r) = &c.resources {
+            for res in ["memory", "cpu"] {
+                let req = r.requests.as_ref().and_then(|m| m.get(res));
+                let lim = r.limits.as_ref().and_then(|m| m.get(res));
+                if let (Some(req), Some(lim), "memory") = (req, lim, res) {
+                    assert!(
+                        memory_bytes(&req.0) <= memory_bytes(&lim.0),
+                        "{context}: {} memory request {} above limit {}",
+                        c.name,
+                        req.0,
+                        lim.0
+                    );
+                }
+            }
+        }
+    }
+    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    for (i, a) in tolerations.iter().enumerate() {
+        for b in &tolerations[i + 1..] {
+            assert!(
+                !spark_admission::mutate::tolerations::same_toleration(a, b),
+                "{context}: duplicate toleration {a:?}"
+            );
+        }
+        if a.operator.as_deref() == Some("Exists") {
+            assert!(
+                a.value.as_deref().unwrap_or("").is_empty(),
+                "{context}: Exists with value"
+            );
+        }
+    }
+    // SPARK_LOCAL_DIRS lists exactly the mount paths of the spark-local-dir-* volumes.
+    if let Some(c) = spark_container(&pod) {
+        let local_paths: BTreeSet<String> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name.starts_with("spark-local-dir-"))
+            .map(|m| m.mount_path.clone())
+            .collect();
+        let env: BTreeSet<String> = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "SPARK_LOCAL_DIRS")
+            .and_then(|e| e.value.clone())
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            env, local_paths,
+            "{context}: SPARK_LOCAL_DIRS vs local-dir mounts"
+        );
+    }
+}

@@ -153,33 +153,28 @@ def preference(pod, node):
 # ---------------------------------------------------------------- policies
 
 def load_policies(directory):
+    """Every SparkPodPolicy under the directory (recursively), as the server loads it."""
     out = []
-    for f in sorted(os.listdir(directory)):
-        if f.endswith((".yaml", ".yml")):
-            with open(os.path.join(directory, f)) as fh:
-                for doc in yaml.safe_load_all(fh):
-                    if doc and doc.get("kind") == "SparkPodPolicy":
-                        doc["_file"] = f
-                        out.append(doc)
+    for dirpath, _, files in sorted(os.walk(directory)):
+        for f in sorted(files):
+            if f.endswith((".yaml", ".yml")):
+                with open(os.path.join(dirpath, f)) as fh:
+                    for doc in yaml.safe_load_all(fh):
+                        if doc and doc.get("kind") == "SparkPodPolicy":
+                            doc["_file"] = os.path.relpath(os.path.join(dirpath, f), directory)
+                            out.append(doc)
     return out
 
 
-def choose_policies(src):
-    """Example policies for a platform whose spot nodes are tainted (AKS, else GKE), plus
-    every example with local dirs, secret env or memory bounds."""
-    all_pols = load_policies(src)
-    providers = {p["spec"].get("placement", {}).get("provider") for p in all_pols}
-    provider = next((p for p in ("aks", "gke", "karpenter", "eks") if p in providers), None)
-    files = set()
-    for p in all_pols:
-        spec = p["spec"]
-        pl = spec.get("placement")
-        if pl:
-            if pl.get("provider") == provider and not pl.get("nodeLabel"):
-                files.add(p["_file"])
-        elif any(k in spec for k in ("localDirs", "secretEnv", "memory", "tolerations")):
-            files.add(p["_file"])
-    return provider, sorted(files)
+def mode(pol):
+    return pol["spec"].get("mode", "Enforce")
+
+
+def active_provider(policies):
+    """The platform of the enforced placement policies (policies/ enables one pair)."""
+    providers = {p["spec"]["placement"].get("provider") for p in policies
+                 if "placement" in p["spec"] and mode(p) == "Enforce"}
+    return providers.pop() if len(providers) == 1 else None
 
 
 def policy_matches(pol, role, namespace, labels):
@@ -198,7 +193,7 @@ def applicable(policies, pod, enforce_only=True):
     role = labels.get("spark-role")
     ns = pod["metadata"]["namespace"]
     pols = [p for p in policies if policy_matches(p, role, ns, labels)
-            and (not enforce_only or p["spec"].get("mode", "Enforce") == "Enforce")]
+            and (mode(p) == "Enforce" if enforce_only else mode(p) != "Off")]
     return sorted(pols, key=lambda p: (p["spec"].get("priority", 0), p["metadata"]["name"]))
 
 
@@ -457,6 +452,15 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
     lim = (res.get("limits") or {}).get("memory")
     if req and lim:
         chk.check(scope, f"{tag}: memory request <= limit", quantity(req) <= quantity(lim), f"{req} / {lim}")
+    limit_rule = ((mem or {}).get("spec", {}).get("memory", {}).get("limit") or {}).get("mode")
+    if limit_rule and req:
+        want_lim = {"EqualToRequest": req, "NoLimit": None}.get(limit_rule, lim)
+        if limit_rule == "RequestPlusHeadroom":
+            want_lim = quantity(req) + quantity(mem["spec"]["memory"]["limit"]["headroom"])
+            lim_ok = lim is not None and abs(quantity(lim) - want_lim) < 1
+        else:
+            lim_ok = (lim is None) == (want_lim is None) and (lim is None or quantity(lim) == quantity(want_lim))
+        chk.check(scope, f"{tag}: memory limit per {limit_rule}", lim_ok, f"request {req}, limit {lim}")
     heap = env.get("SPARK_EXECUTOR_MEMORY", {}).get("value")
     if mem and heap and req:
         ob = mem["spec"]["memory"].get("overhead") or {}
@@ -568,15 +572,16 @@ def run(args, work, chk, procs):
     with open(fail_open, "w") as out:
         subprocess.run(["kubectl", "kustomize", fo_dir], check=True, stdout=out)
 
-    provider, files = choose_policies(args.policies)
-    pol_dir = os.path.join(work, "policies")
-    os.makedirs(pol_dir)
-    for f in files:
-        shutil.copy(os.path.join(args.policies, f), pol_dir)
+    # The example policies exactly as shipped (one platform pair enabled, the rest Off).
+    pol_dir = args.policies
     policies = load_policies(pol_dir)
-    log(f"platform {provider}; policies {files}")
-    chk.check("common", "example policies chosen include a tainted-spot platform pair",
-              provider in ("aks", "gke") and len(files) >= 3, f"{provider} {files}")
+    provider = active_provider(policies)
+    enforced = [p["metadata"]["name"] for p in policies if mode(p) == "Enforce"]
+    log(f"platform {provider}; enforced policies {enforced}")
+    kinds = {k for p in policies if mode(p) == "Enforce" for k in p["spec"]}
+    chk.check("common", "example policies: a tainted-spot platform pair, local dirs, secret env, memory",
+              provider in ("aks", "gke") and {"placement", "localDirs", "secretEnv", "memory"} <= kinds,
+              f"{provider} {sorted(kinds)}")
 
     port, admin = free_port(), free_port()
     server = Proc("server", [args.server, "serve", "--policies", pol_dir,

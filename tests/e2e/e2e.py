@@ -482,6 +482,11 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
     first = [c for c in mine if not c["reinvocation"]]
     chk.check(scope, f"{tag}: webhook called once, patched", len(first) == 1 and first[0]["outcome"] == "patched",
               json.dumps([(c["outcome"], c["error"]) for c in first]))
+    if first:
+        audit = first[0]["audit_annotations"].get(f"{WEBHOOK}/policies", "")
+        chk.check(scope, f"{tag}: audit annotation {WEBHOOK}/policies matches the pod annotation",
+                  audit == ann and not first[0]["dropped_audit_annotations"],
+                  f"{first[0]['audit_annotations']} dropped {first[0]['dropped_audit_annotations']}")
     again = [c for c in mine if c["reinvocation"]]
     chk.check(scope, f"{tag}: reinvocation with its own output changes nothing",
               again and all(c["outcome"] == "allowed" for c in again), json.dumps([c["patch"] for c in again]))

@@ -31,7 +31,10 @@ pub struct CallRecord {
     pub error: Option<String>,
     pub patch: Option<Value>,
     pub warnings: Vec<String>,
+    /// As the API server records them: `<webhook name>/<key>`.
     pub audit_annotations: BTreeMap<String, String>,
+    /// Audit annotations the API server would drop (key not a valid qualified name).
+    pub dropped_audit_annotations: Vec<String>,
     pub reused_connection: bool,
     pub duration_ms: f64,
 }
@@ -164,6 +167,7 @@ impl Chain<'_> {
             patch: None,
             warnings: Vec::new(),
             audit_annotations: BTreeMap::new(),
+            dropped_audit_annotations: Vec::new(),
             reused_connection: false,
             duration_ms: 0.0,
         };
@@ -175,7 +179,7 @@ impl Chain<'_> {
             )),
             Ok(resp) => {
                 record.reused_connection = resp.reused_connection;
-                match verify_response(&uid, &resp.body, &mut record) {
+                match verify_response(&hook.name, &uid, &resp.body, &mut record) {
                     Err(msg) => HookOutcome::CallFailed(format!(
                         "failed calling webhook \"{}\": received invalid webhook response: {msg}",
                         hook.name
@@ -259,7 +263,12 @@ enum Verified {
 
 /// The checks of `VerifyAdmissionResponse` (v1) plus decoding `patch` as Go decodes `[]byte`:
 /// a standard-alphabet, padded base64 string.
-fn verify_response(uid: &str, body: &[u8], record: &mut CallRecord) -> Result<Verified, String> {
+fn verify_response(
+    webhook: &str,
+    uid: &str,
+    body: &[u8],
+    record: &mut CallRecord,
+) -> Result<Verified, String> {
     let review: Value =
         serde_json::from_slice(body).map_err(|e| format!("decoding response: {e}"))?;
     let (api_version, kind) = (
@@ -285,12 +294,15 @@ fn verify_response(uid: &str, body: &[u8], record: &mut CallRecord) -> Result<Ve
         .flatten()
         .filter_map(|w| w.as_str().map(String::from))
         .collect();
-    record.audit_annotations = resp["auditAnnotations"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect();
+    for (k, v) in resp["auditAnnotations"].as_object().into_iter().flatten() {
+        let key = format!("{webhook}/{k}");
+        match (validation::qualified_name_error(&key), v.as_str()) {
+            (None, Some(v)) => {
+                record.audit_annotations.insert(key, v.to_string());
+            }
+            _ => record.dropped_audit_annotations.push(key),
+        }
+    }
     let patch = match &resp["patch"] {
         Value::Null => None,
         Value::String(s) => Some(
@@ -310,9 +322,13 @@ fn verify_response(uid: &str, body: &[u8], record: &mut CallRecord) -> Result<Ve
     let patch = patch.filter(|p| !p.is_empty());
     match (resp["patchType"].as_str(), &patch) {
         (Some(t), _) if t != "JSONPatch" => {
-            return Err(format!("webhook returned invalid response.patchType of {t:?}"))
+            return Err(format!(
+                "webhook returned invalid response.patchType of {t:?}"
+            ))
         }
-        (None, Some(_)) => return Err("webhook returned response.patch but not response.patchType".into()),
+        (None, Some(_)) => {
+            return Err("webhook returned response.patch but not response.patchType".into())
+        }
         _ => {}
     }
     match resp["allowed"].as_bool() {
@@ -344,8 +360,8 @@ fn apply_patch(pod: &Value, bytes: &[u8]) -> Result<(Value, Value), String> {
     json_patch::patch(&mut patched, &patch).map_err(|e| format!("applying patch: {e}"))?;
     // Decoding into the typed Pod drops unknown fields and rejects wrong types, like the
     // API server's strict-enough decode of the patched JSON.
-    let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(patched)
-        .map_err(|e| format!("decoding patched object: {e}"))?;
+    let typed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(patched).map_err(|e| format!("decoding patched object: {e}"))?;
     let mut patched = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     defaulting::scheme_defaults_only(&mut patched);
     Ok((patched, ops))
@@ -369,6 +385,7 @@ mod tests {
             patch: None,
             warnings: vec![],
             audit_annotations: BTreeMap::new(),
+            dropped_audit_annotations: vec![],
             reused_connection: false,
             duration_ms: 0.0,
         }
@@ -382,20 +399,58 @@ mod tests {
     fn response_checks() {
         let ok_patch = b64(r#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#);
         let cases: Vec<(Value, Result<&str, &str>)> = vec![
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true}}), Ok("allowed")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": ok_patch}}), Ok("patch")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": false, "status": {"message": "no"}}}), Ok("denied")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1"}}), Ok("denied")),
-            (json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true}}), Err("expected webhook response of admission.k8s.io/v1")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), Err("webhook response was absent")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "other", "allowed": true}}), Err("expected response.uid")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patch": ok_patch}}), Err("but not response.patchType")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "MergePatch", "patch": ok_patch}}), Err("invalid response.patchType")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": "not base64!"}}), Err("base64")),
-            (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": [91, 93]}}), Err("must be a base64 string")),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true}}),
+                Ok("allowed"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": ok_patch}}),
+                Ok("patch"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": false, "status": {"message": "no"}}}),
+                Ok("denied"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1"}}),
+                Ok("denied"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true}}),
+                Err("expected webhook response of admission.k8s.io/v1"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}),
+                Err("webhook response was absent"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "other", "allowed": true}}),
+                Err("expected response.uid"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patch": ok_patch}}),
+                Err("but not response.patchType"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "MergePatch", "patch": ok_patch}}),
+                Err("invalid response.patchType"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": "not base64!"}}),
+                Err("base64"),
+            ),
+            (
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u1", "allowed": true, "patchType": "JSONPatch", "patch": [91, 93]}}),
+                Err("must be a base64 string"),
+            ),
         ];
         for (resp, want) in cases {
-            let got = verify_response("u1", resp.to_string().as_bytes(), &mut record());
+            let got = verify_response(
+                "w.example.dev",
+                "u1",
+                resp.to_string().as_bytes(),
+                &mut record(),
+            );
             match (got, want) {
                 (Ok(Verified::Allowed(None)), Ok("allowed")) => {}
                 (Ok(Verified::Allowed(Some(_))), Ok("patch")) => {}
@@ -407,16 +462,41 @@ mod tests {
     }
 
     #[test]
+    fn audit_annotations_are_prefixed_and_invalid_keys_dropped() {
+        let mut rec = record();
+        let resp = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": "u1", "allowed": true,
+                         "auditAnnotations": {"policies": "a,b", "bad key": "x"}}});
+        verify_response("w.example.dev", "u1", resp.to_string().as_bytes(), &mut rec).unwrap();
+        assert_eq!(rec.audit_annotations["w.example.dev/policies"], "a,b");
+        assert_eq!(
+            rec.dropped_audit_annotations,
+            vec!["w.example.dev/bad key".to_string()]
+        );
+    }
+
+    #[test]
     fn patches_apply_and_redefault_or_fail() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
-        let add_container = r#"[{"op":"add","path":"/spec/containers/-","value":{"name":"s","image":"j"}}]"#;
+        let add_container =
+            r#"[{"op":"add","path":"/spec/containers/-","value":{"name":"s","image":"j"}}]"#;
         let (patched, _) = apply_patch(&pod, add_container.as_bytes()).unwrap();
-        assert_eq!(patched["spec"]["containers"][1]["imagePullPolicy"], "Always");
-        assert_eq!(patched["spec"]["containers"][1]["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(
+            patched["spec"]["containers"][1]["imagePullPolicy"],
+            "Always"
+        );
+        assert_eq!(
+            patched["spec"]["containers"][1]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
         let bad = r#"[{"op":"remove","path":"/spec/nothing"}]"#;
-        assert!(apply_patch(&pod, bad.as_bytes()).unwrap_err().contains("applying patch"));
+        assert!(apply_patch(&pod, bad.as_bytes())
+            .unwrap_err()
+            .contains("applying patch"));
         let wrong_type = r#"[{"op":"add","path":"/spec/containers","value":"x"}]"#;
-        assert!(apply_patch(&pod, wrong_type.as_bytes()).unwrap_err().contains("decoding patched object"));
+        assert!(apply_patch(&pod, wrong_type.as_bytes())
+            .unwrap_err()
+            .contains("decoding patched object"));
     }
 }

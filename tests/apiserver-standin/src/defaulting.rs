@@ -223,7 +223,10 @@ fn default_toleration_seconds(spec: &mut Map<String, Value>) {
     let Some(tolerations) = tolerations else {
         return;
     };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = tolerations.iter().any(|t| {
             let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
             let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");

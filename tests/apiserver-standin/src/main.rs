@@ -57,13 +57,18 @@ fn namespaces(extra: &[String]) -> Result<BTreeMap<String, BTreeMap<String, Stri
         "kube-node-lease",
         "spark-admission",
     ];
-    for spec in builtin.iter().map(|s| s.to_string()).chain(extra.iter().cloned()) {
+    for spec in builtin
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.iter().cloned())
+    {
         let mut parts = spec.split(',');
         let name = parts.next().unwrap_or("").to_string();
         if name.is_empty() {
             bail!("--namespace {spec:?}: empty name");
         }
-        let mut labels = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.clone())]);
+        let mut labels =
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.clone())]);
         for kv in parts {
             let (k, v) = kv
                 .split_once('=')

@@ -181,7 +181,10 @@ mod tests {
             ("", true),
             ("spark-app-selector=spark-1,spark-role=executor", true),
             ("spark-app-selector=spark-1,spark-role=driver", false),
-            ("spark-app-selector=spark-1,spark-role=executor,spark-exec-inactive!=true", true),
+            (
+                "spark-app-selector=spark-1,spark-role=executor,spark-exec-inactive!=true",
+                true,
+            ),
             ("spark-role==executor", true),
             ("spark-exec-id in (1,2)", true),
             ("spark-exec-id in (1, 3)", false),
@@ -218,6 +221,8 @@ mod tests {
             ("spark-role", "driver"),
             ("kubernetes.io/metadata.name", "kube-system")
         ])));
-        assert!(Selector::from_label_selector(None).unwrap().matches(&labels(&[])));
+        assert!(Selector::from_label_selector(None)
+            .unwrap()
+            .matches(&labels(&[])));
     }
 }

@@ -148,7 +148,10 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                     "platform": "linux/amd64", "goVersion": "go1.24"}),
         );
     }
-    if let Some(ns) = path.strip_prefix("/api/v1/namespaces/").filter(|n| !n.contains('/')) {
+    if let Some(ns) = path
+        .strip_prefix("/api/v1/namespaces/")
+        .filter(|n| !n.contains('/'))
+    {
         return match state.namespaces.get(ns) {
             Some(labels) => json_response(
                 StatusCode::OK,
@@ -187,13 +190,20 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
     let result = match (&method, &target.name) {
         (&Method::GET, None) => list(&state, &target.collection, kind, &params),
         (&Method::GET, Some(name)) => get(&state, &target.collection, name),
-        (&Method::POST, None) if resource == "pods" => {
-            create_pod(&state, ns, &body, &params).await
-        }
+        (&Method::POST, None) if resource == "pods" => create_pod(&state, ns, &body, &params).await,
         (&Method::POST, None) => create(&state, &target.collection, kind, &body, &params),
         (&Method::PUT, Some(name)) => replace(&state, &target.collection, name, &body),
         (&Method::PATCH, Some(name)) => {
-            patch(&state, &target.collection, kind, name, &content_type, &body, &params).await
+            patch(
+                &state,
+                &target.collection,
+                kind,
+                name,
+                &content_type,
+                &body,
+                &params,
+            )
+            .await
         }
         (&Method::DELETE, Some(name)) => delete_one(&state, &target.collection, name),
         (&Method::DELETE, None) => delete_collection(&state, &target.collection, kind, &params),
@@ -324,7 +334,8 @@ async fn create_pod(
     let admitted = match outcome {
         Ok(a) => a,
         Err(e) => {
-            st.rejections.push(json!({"namespace": ns, "name": display_name,
+            st.rejections
+                .push(json!({"namespace": ns, "name": display_name,
                 "code": e.code.as_u16(), "message": e.message()}));
             return Err(e);
         }
@@ -447,7 +458,12 @@ fn list(
     ))
 }
 
-fn replace(state: &AppState, coll: &Collection, name: &str, body: &Bytes) -> Result<Response, ApiError> {
+fn replace(
+    state: &AppState,
+    coll: &Collection,
+    name: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let mut obj: Value = serde_json::from_slice(body)
         .map_err(|e| status::bad_request(format!("error decoding request body: {e}")))?;
     let mut st = state
@@ -670,7 +686,11 @@ async fn ws_watch(
     sel: Selector,
 ) {
     for ev in initial {
-        if socket.send(Message::Text(ev.to_string().into())).await.is_err() {
+        if socket
+            .send(Message::Text(ev.to_string().into()))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -697,7 +717,10 @@ mod tests {
     #[test]
     fn paths_and_queries() {
         let t = parse_path("/api/v1/namespaces/default/pods").unwrap();
-        assert_eq!(t.collection, ("api/v1".into(), "default".into(), "pods".into()));
+        assert_eq!(
+            t.collection,
+            ("api/v1".into(), "default".into(), "pods".into())
+        );
         assert!(t.name.is_none());
         let t = parse_path("/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/x").unwrap();
         assert_eq!(t.collection.0, "apis/networking.k8s.io/v1");
@@ -707,7 +730,10 @@ mod tests {
             .parse()
             .unwrap();
         let q = query_params(&uri);
-        assert_eq!(q["labelSelector"], "spark-app-selector=spark-1,spark-exec-inactive!=true");
+        assert_eq!(
+            q["labelSelector"],
+            "spark-app-selector=spark-1,spark-exec-inactive!=true"
+        );
         assert_eq!(q["watch"], "true");
         assert_eq!(percent_decode("a%2"), "a%2");
     }

@@ -59,7 +59,9 @@ pub fn method_not_supported(method: &str, path: &str) -> ApiError {
     status(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
-        format!("the server does not allow this method on the requested resource ({method} {path})"),
+        format!(
+            "the server does not allow this method on the requested resource ({method} {path})"
+        ),
         Value::Null,
     )
 }

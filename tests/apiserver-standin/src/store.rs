@@ -130,8 +130,14 @@ mod tests {
         let pod = |res: Value| json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
         let cases = [
             (json!({}), "BestEffort"),
-            (json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}), "Guaranteed"),
-            (json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}), "Burstable"),
+            (
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}),
+                "Guaranteed",
+            ),
+            (
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}),
+                "Burstable",
+            ),
         ];
         for (res, want) in cases {
             assert_eq!(initial_pod_status(&pod(res))["qosClass"], want);

@@ -95,12 +95,7 @@ pub fn validate_pod(pod: &Value) -> Vec<FieldError> {
     }
     if let Some(sel) = spec["nodeSelector"].as_object() {
         for (k, v) in sel {
-            validate_label(
-                k,
-                v.as_str().unwrap_or(""),
-                "spec.nodeSelector",
-                &mut errs,
-            );
+            validate_label(k, v.as_str().unwrap_or(""), "spec.nodeSelector", &mut errs);
         }
     }
     validate_node_affinity(&spec["affinity"]["nodeAffinity"], &mut errs);
@@ -140,7 +135,7 @@ fn validate_label(key: &str, value: &str, field: &str, errs: &mut Vec<FieldError
         errs.push(invalid(field.into(), key, &msg));
     }
     if !is_label_value(value) {
-        errs.push(invalid(format!("{field}"), value, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63)"));
+        errs.push(invalid(field.to_string(), value, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63)"));
     }
 }
 
@@ -191,15 +186,22 @@ fn validate_container(
                     "Invalid value: \"\": may not be specified when `value` is not empty".into(),
                 ));
             }
-            let sources = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef"]
-                .iter()
-                .filter(|k| from.contains_key(**k))
-                .count();
+            let sources = [
+                "fieldRef",
+                "resourceFieldRef",
+                "configMapKeyRef",
+                "secretKeyRef",
+                "fileKeyRef",
+            ]
+            .iter()
+            .filter(|k| from.contains_key(**k))
+            .count();
             if sources != 1 {
                 errs.push(err(
                     format!("{path}.env[{j}].valueFrom"),
                     "FieldValueInvalid",
-                    "Invalid value: \"\": may not have more than one field specified at a time".into(),
+                    "Invalid value: \"\": may not have more than one field specified at a time"
+                        .into(),
                 ));
             }
             if let Some(r) = from.get("secretKeyRef") {
@@ -270,7 +272,11 @@ fn validate_toleration(t: &Value, path: &str, errs: &mut Vec<FieldError>) {
     match op {
         "" | "Equal" => {
             if !is_label_value(value) {
-                errs.push(invalid(format!("{path}.value"), value, "a valid label must be an empty string or consist of alphanumeric characters"));
+                errs.push(invalid(
+                    format!("{path}.value"),
+                    value,
+                    "a valid label must be an empty string or consist of alphanumeric characters",
+                ));
             }
         }
         "Exists" => {
@@ -318,7 +324,9 @@ fn validate_node_affinity(na: &Value, errs: &mut Vec<FieldError>) {
         for (i, term) in terms.iter().enumerate() {
             validate_node_selector_term(
                 term,
-                &format!("{base}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"),
+                &format!(
+                    "{base}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
+                ),
                 errs,
             );
         }
@@ -357,12 +365,14 @@ fn validate_node_selector_term(term: &Value, path: &str, errs: &mut Vec<FieldErr
             "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(err(
                 format!("{p}.values"),
                 "FieldValueForbidden",
-                "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'".into(),
+                "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+                    .into(),
             )),
             "Gt" | "Lt" if values.len() != 1 => errs.push(err(
                 format!("{p}.values"),
                 "FieldValueRequired",
-                "Required value: must be specified single value when `operator` is 'Lt' or 'Gt'".into(),
+                "Required value: must be specified single value when `operator` is 'Lt' or 'Gt'"
+                    .into(),
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
             other => errs.push(err(
@@ -375,7 +385,7 @@ fn validate_node_selector_term(term: &Value, path: &str, errs: &mut Vec<FieldErr
 }
 
 /// `metav1.validation` qualified name: optional DNS-1123 subdomain prefix and '/', then a name.
-fn qualified_name_error(key: &str) -> Option<String> {
+pub fn qualified_name_error(key: &str) -> Option<String> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -396,8 +406,7 @@ fn is_name_part(s: &str) -> bool {
     !b.is_empty()
         && b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
@@ -409,10 +418,11 @@ fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && b
-            .iter()
+        && b.first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.last()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -422,8 +432,7 @@ fn is_env_var_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && !b[0].is_ascii_digit()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
@@ -552,7 +561,14 @@ mod tests {
 
     #[test]
     fn quantities() {
-        for (q, want) in [("1Gi", 1073741824.0), ("1408Mi", 1476395008.0), ("500m", 0.5), ("2", 2.0), ("1e3", 1000.0), ("1.5G", 1.5e9)] {
+        for (q, want) in [
+            ("1Gi", 1073741824.0),
+            ("1408Mi", 1476395008.0),
+            ("500m", 0.5),
+            ("2", 2.0),
+            ("1e3", 1000.0),
+            ("1.5G", 1.5e9),
+        ] {
             assert_eq!(parse_quantity(q), Some(want), "{q}");
         }
         for q in ["", "Gi", "1.2.3", "1Xi"] {

@@ -11,7 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use serde_json::Value;
 
-use crate::selector::{SelectorError, Selector};
+use crate::selector::{Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -97,10 +97,12 @@ pub fn load(path: &str, overrides: &Overrides) -> Result<Vec<Webhook>, ConfigErr
             && doc["apiVersion"] == "admissionregistration.k8s.io/v1"
         {
             let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
-            configs.push(serde_json::from_value(doc).map_err(|e| ConfigError::Invalid {
-                config: name,
-                message: e.to_string(),
-            })?);
+            configs.push(
+                serde_json::from_value(doc).map_err(|e| ConfigError::Invalid {
+                    config: name,
+                    message: e.to_string(),
+                })?,
+            );
         }
     }
     if configs.is_empty() {
@@ -220,9 +222,7 @@ impl Webhook {
 
 fn rule_matches(r: &RuleWithOperations, a: &AdmissionAttributes<'_>) -> bool {
     let any = |list: &Option<Vec<String>>, value: &str| {
-        list.iter()
-            .flatten()
-            .any(|v| v == "*" || v == value)
+        list.iter().flatten().any(|v| v == "*" || v == value)
     };
     let resource_ok = r.resources.iter().flatten().any(|res| {
         let (res_name, sub) = res.split_once('/').unwrap_or((res.as_str(), ""));

@@ -130,7 +130,7 @@ def tolerates(tols, taint):
     return False
 
 
-def schedulable(pod, node):
+def schedulable(pod, node, ignore_taints=False):
     spec = pod["spec"]
     if any(node["labels"].get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
         return False
@@ -139,8 +139,8 @@ def schedulable(pod, node):
     if req and not any(all(expr_matches(node["labels"], e) for e in t.get("matchExpressions") or [])
                        for t in req["nodeSelectorTerms"]):
         return False
-    return all(tolerates(spec.get("tolerations") or [], t) for t in node["taints"]
-               if t["effect"] in ("NoSchedule", "NoExecute"))
+    return ignore_taints or all(tolerates(spec.get("tolerations") or [], t) for t in node["taints"]
+                                if t["effect"] in ("NoSchedule", "NoExecute"))
 
 
 def preference(pod, node):
@@ -394,7 +394,8 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
         nodes = NODES[provider]
         ok_want = schedulable(pod, nodes[want])
         if pl.get("scheduling", "required") == "required":
-            ok = ok_want and not schedulable(pod, nodes[other])
+            # Excluded by the pod's own node selection, not merely by the other nodes' taints.
+            ok = ok_want and not schedulable(pod, nodes[other], ignore_taints=True)
         else:
             ok = ok_want and preference(pod, nodes[want]) > preference(pod, nodes[other])
         chk.check(scope, f"{tag}: placed on {want} capacity ({provider}, {pl.get('scheduling', 'required')})", ok,
@@ -635,6 +636,17 @@ def run(args, work, chk, procs):
     chk.check("common", "Spark pod in kube-system admitted without a webhook call",
               code == 201 and defaulted_equal(stored, sent) and len(standin.get("calls")) == calls_before,
               f"{code} calls {len(standin.get('calls')) - calls_before}")
+    # A dry-run create of a Spark pod: the webhook is called (sideEffects: None) and patches,
+    # nothing is stored.
+    sent = plain_pod("spark-dry-run", {"spark-role": "executor", "spark-app-selector": "spark-dry"})
+    sent["spec"]["containers"][0]["name"] = "spark-kubernetes-executor"
+    code, answered = http("POST", f"{standin.url}/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All", sent)
+    dry_calls = [c for c in standin.get("calls") if c["name"] == "spark-dry-run"]
+    chk.check("common", "dry-run Spark pod: webhook called with dryRun, patched, not stored",
+              code == 201 and ANNOTATION in (answered["metadata"].get("annotations") or {})
+              and dry_calls and all(c["dry_run"] for c in dry_calls)
+              and not any(p["metadata"]["name"] == "spark-dry-run" for p in standin.get("pods")),
+              f"{code} {json.dumps(dry_calls)[:500]}")
     stats = standin.get("stats")
     log(f"stand-in stats: {stats}")
     chk.check("common", "webhook connections kept alive and reused",

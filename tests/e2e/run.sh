@@ -36,7 +36,13 @@ venv() { # venv DIR PACKAGE...
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$*" ]; then
     say "installing $* into $dir"
     rm -rf "$dir"
-    "$PYTHON" -m venv "$dir"
+    if ! "$PYTHON" -m venv "$dir" 2>/dev/null; then
+      say "python venv support missing: installing python3-venv (apt)"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$dir"
+      "$PYTHON" -m venv "$dir"
+    fi
     "$dir/bin/pip" install -q --disable-pip-version-check "$@"
     echo "$*" >"$stamp"
   fi

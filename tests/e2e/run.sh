@@ -15,7 +15,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${SPARK_ADMISSION_E2E_CACHE:-$HOME/.cache/spark-admission-e2e}
 # Latest 3.5.x and newest 4.x on PyPI when this was written (`pip index versions pyspark`).
 VERSIONS=${SPARK_E2E_VERSIONS:-"3.5.9 4.3.0"}
-WORK=${SPARK_E2E_WORKDIR:-$ROOT/target/e2e}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=${SPARK_E2E_WORKDIR:-$TARGET/e2e}
 PYTHON=${PYTHON:-python3}
 
 say() { echo "[e2e] $*" >&2; }
@@ -65,10 +66,10 @@ for p in "${pids[@]}"; do wait "$p"; done
 say "building spark-admission and apiserver-standin"
 cd "$ROOT"
 cargo build --quiet --bin spark-admission
-cargo build --quiet --manifest-path tests/apiserver-standin/Cargo.toml --target-dir "$ROOT/target"
+cargo build --quiet --manifest-path tests/apiserver-standin/Cargo.toml --target-dir "$TARGET"
 if [ "${SPARK_E2E_SKIP_STANDIN_TESTS:-}" != 1 ]; then
   say "stand-in's own tests"
-  cargo test --quiet --manifest-path tests/apiserver-standin/Cargo.toml --target-dir "$ROOT/target" 2>&1 \
+  cargo test --quiet --manifest-path tests/apiserver-standin/Cargo.toml --target-dir "$TARGET" 2>&1 \
     | grep -E "^test result|FAILED|panicked" >&2
 fi
 
@@ -77,8 +78,8 @@ status=0
 # shellcheck disable=SC2086
 "$TOOLS/bin/python" "$ROOT/tests/e2e/e2e.py" \
   --cache "$CACHE" --versions $VERSIONS \
-  --server "$ROOT/target/debug/spark-admission" \
-  --standin "$ROOT/target/debug/apiserver-standin" \
+  --server "$TARGET/debug/spark-admission" \
+  --standin "$TARGET/debug/apiserver-standin" \
   --workdir "$WORK" --policies "${SPARK_E2E_POLICIES:-$ROOT/policies}" || status=$?
 say "e2e took $(( $(date +%s) - start ))s (after builds)"
 exit $status

@@ -179,7 +179,9 @@ impl Chain<'_> {
             )),
             Ok(resp) => {
                 record.reused_connection = resp.reused_connection;
-                match verify_response(&hook.name, &uid, &resp.body, &mut record) {
+                let verified = check_content_type(resp.content_type.as_deref())
+                    .and_then(|()| verify_response(&hook.name, &uid, &resp.body, &mut record));
+                match verified {
                     Err(msg) => HookOutcome::CallFailed(format!(
                         "failed calling webhook \"{}\": received invalid webhook response: {msg}",
                         hook.name
@@ -254,6 +256,26 @@ fn review_request(uid: &str, pod: &Value, req: &PodCreate<'_>) -> Value {
         request["name"] = json!(name);
     }
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// client-go picks the decoder from the answer's `Content-Type` (none: the request's, JSON);
+/// a media type it has no decoder for fails the call.
+fn check_content_type(content_type: Option<&str>) -> Result<(), String> {
+    let Some(ct) = content_type else {
+        return Ok(());
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" | "application/yaml" | "application/vnd.kubernetes.protobuf" => Ok(()),
+        other => Err(format!(
+            "the server responded with the content type {other:?}, which has no decoder"
+        )),
+    }
 }
 
 enum Verified {
@@ -459,6 +481,18 @@ mod tests {
                 (_, want) => panic!("{resp}: expected {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn content_types_the_client_can_decode() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+        ] {
+            assert!(check_content_type(ok).is_ok(), "{ok:?}");
+        }
+        assert!(check_content_type(Some("text/plain")).is_err());
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub struct WebhookClient {
 /// A call's answer: HTTP status was 2xx; the body is still to be checked.
 pub struct CallResponse {
     pub body: Bytes,
+    /// `Content-Type` of the answer (None when absent).
+    pub content_type: Option<String>,
     pub reused_connection: bool,
 }
 
@@ -160,6 +162,11 @@ impl WebhookClient {
             .await
             .map_err(|e| CallError::Http(e.to_string()))?;
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -178,6 +185,7 @@ impl WebhookClient {
         }
         Ok(CallResponse {
             body,
+            content_type,
             reused_connection: reused,
         })
     }

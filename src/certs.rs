@@ -236,6 +236,25 @@ pub fn run_certs(args: &CertsArgs) -> Result<WrittenCerts, CertError> {
     Ok(written)
 }
 
+/// `spark-admission certs` from `main`: writes the files, lists them, returns the exit code.
+pub fn main(args: &CertsArgs) -> i32 {
+    match run_certs(args) {
+        Ok(w) => {
+            for path in [&w.ca_cert, &w.ca_key, &w.cert, &w.key]
+                .into_iter()
+                .chain(w.cabundle_patch.as_ref())
+            {
+                println!("wrote {}", path.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 fn write_bundle(
     dir: &Path,
     ca: &CertAuthority,

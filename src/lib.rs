@@ -6,9 +6,12 @@
 //! HTTP/TLS edge in the server modules.
 #![forbid(unsafe_code)]
 
+<<<<<<< HEAD
 pub mod admission;
 pub mod certs;
+=======
 pub mod cli;
+>>>>>>> main
 pub mod engine;
 pub mod mutate;
 pub mod patch;

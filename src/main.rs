@@ -21,34 +21,10 @@ enum Command {
     Mutate(MutateArgs),
     /// Validate a policy directory; lists every error with file:line:column.
     Check(CheckArgs),
-    /// Run the TLS admission webhook server.
+    /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
-    /// Write a CA, a serving certificate for the in-cluster Service and a caBundle patch.
+    /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
     Certs(spark_admission::certs::CertsArgs),
-}
-
-fn serve_or_certs(command: &Command) -> anyhow::Result<()> {
-    match command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?
-            .block_on(spark_admission::server::run(args.clone()))
-            .map_err(Into::into),
-        Command::Certs(args) => {
-            let written = spark_admission::certs::run_certs(args)?;
-            for path in [
-                &written.ca_cert,
-                &written.ca_key,
-                &written.cert,
-                &written.key,
-            ]
-            .into_iter()
-            .chain(written.cabundle_patch.as_ref())
-            {
-                println!("wrote {}", path.display());
-            }
-            Ok(())
-        }
-        Command::Mutate(_) | Command::Check(_) => Ok(()),
-    }
 }
 
 fn main() {
@@ -57,16 +33,8 @@ fn main() {
     let result = match &cli.command {
         Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
         Command::Check(args) => cli::check(args, &mut out),
-        other => {
-            let code = match serve_or_certs(other) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    cli::EXIT_ERROR
-                }
-            };
-            Ok(code)
-        }
+        Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
+        Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };
     let code = match result {
         Ok(code) => code,

@@ -114,6 +114,8 @@ pub enum ServerError {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("server task failed: {0}")]
     Task(String),
 }
@@ -373,6 +375,20 @@ pub fn init_logging(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// `spark-admission serve` from `main`: the exit code (errors printed to stderr).
+pub fn main(args: ServeArgs) -> i32 {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(ServerError::Runtime)
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 /// `spark-admission serve`: run until SIGTERM/SIGINT, then drain and exit.

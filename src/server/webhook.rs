@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use tracing::field::Empty;
 use tracing::{info, info_span, warn, Instrument as _};
 
@@ -143,6 +144,44 @@ async fn mutate(
     response
 }
 
+/// How a request body was read.
+enum BodyRead {
+    Complete(Bytes),
+    /// Over the limit; the rest was read and dropped (up to [`DRAIN_FACTOR`] × limit) so the
+    /// answer reaches the client instead of being lost to a TCP reset on close.
+    TooLarge,
+    Failed(String),
+}
+
+/// Bodies over the limit are drained up to this multiple of it before answering.
+const DRAIN_FACTOR: usize = 4;
+
+async fn read_body(mut body: Body, limit: usize) -> BodyRead {
+    let drain_bound = limit.saturating_mul(DRAIN_FACTOR);
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) if total > limit => return BodyRead::TooLarge,
+            Err(e) => return BodyRead::Failed(e.to_string()),
+        };
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > drain_bound {
+                return BodyRead::TooLarge;
+            }
+        }
+    }
+    if total > limit {
+        BodyRead::TooLarge
+    } else {
+        BodyRead::Complete(Bytes::from(buf))
+    }
+}
+
 async fn answer(
     state: &Arc<AppState>,
     query: Option<String>,
@@ -150,30 +189,50 @@ async fn answer(
     body: Body,
     started: Instant,
 ) -> Reply {
-    let timeout = match api_timeout(query.as_deref()) {
-        Ok(t) => t.unwrap_or(DEFAULT_TIMEOUT),
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
-    };
-    let deadline = tokio::time::Instant::from_std(started + answer_budget(timeout));
+    let timeout = api_timeout(query.as_deref());
+    // An invalid ?timeout= is refused below, after the body is read; until then use the default.
+    let caller_timeout = timeout.clone().ok().flatten().unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = tokio::time::Instant::from_std(started + answer_budget(caller_timeout));
     let too_late = || {
         refuse(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "could not answer within the caller's timeout of {timeout:?}; \
+                "could not answer within the caller's timeout of {caller_timeout:?}; \
                  the webhook's failurePolicy applies"
             ),
         )
     };
-
-    let Some(policies) = state.policies.current() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "no valid policy set loaded yet from {}; see the server log",
-                state.policies.dir().display()
-            ),
-        );
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
     };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_mul(DRAIN_FACTOR) as u64) {
+        // Too large even to drain: answer at once (the connection is closed).
+        return too_large();
+    }
+
+    // The body is read before any other check so that a refusal keeps the connection usable.
+    let bytes = match tokio::time::timeout_at(deadline, read_body(body, limit)).await {
+        Err(_) => return too_late(),
+        Ok(BodyRead::TooLarge) => return too_large(),
+        Ok(BodyRead::Failed(e)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            )
+        }
+        Ok(BodyRead::Complete(bytes)) => bytes,
+    };
+    if let Err(message) = timeout {
+        return refuse(StatusCode::BAD_REQUEST, message);
+    }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         if !is_json(ct) {
             return refuse(
@@ -186,32 +245,14 @@ async fn answer(
             );
         }
     }
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
-    }
-
-    let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await;
-    let bytes = match collected {
-        Err(_) => return too_late(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(e)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            )
-        }
-        Ok(Ok(c)) => c.to_bytes(),
+    let Some(policies) = state.policies.current() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no valid policy set loaded yet from {}; see the server log",
+                state.policies.dir().display()
+            ),
+        );
     };
 
     // Off the async workers: evaluation is CPU work, and a slow one must not stop us from

@@ -842,18 +842,32 @@ fn generated_key_material_is_git_ignored() {
 // ---------------------------------------------------------------------------------------------
 // Policies
 
-/// Every `*.yaml` / `*.yml` file under `dir`, recursively, as (ConfigMap key, path).
-fn policy_files(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+/// Every `*.yaml` / `*.yml` file under `base`, recursively — the files the server's loader
+/// reads — as (ConfigMap key, path). ConfigMap keys cannot hold `/`, so a file in a
+/// subdirectory gets its relative path with `/` replaced by `-` (`placement/aks.yaml` →
+/// `placement-aks.yaml`), the convention kustomization.yaml follows.
+fn policy_files(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // The loader skips hidden entries; so does the ConfigMap.
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
         if path.is_dir() {
-            policy_files(&path, out);
+            policy_files(base, &path, out);
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) {
-            let key = path.file_name().unwrap().to_string_lossy().into_owned();
-            out.push((key, path));
+            let relative = path.strip_prefix(base).unwrap();
+            let key: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push((key.join("-"), path));
         }
     }
 }
@@ -868,7 +882,7 @@ fn policies_configmap_holds_every_policy_file() {
         policies.display()
     );
     let mut files = Vec::new();
-    policy_files(&policies, &mut files);
+    policy_files(&policies, &policies, &mut files);
     assert!(
         !files.is_empty(),
         "no policy files in {}",
@@ -929,5 +943,61 @@ fn policies_load_the_same_from_a_kubelet_configmap_mount() {
         .unwrap_or_else(|e| panic!("policies/ does not load:\n{e}"));
     let from_mount = spark_admission::PolicySet::load_dir(&mount)
         .unwrap_or_else(|e| panic!("the ConfigMap mount does not load:\n{e}"));
+    assert!(!from_repo.is_empty(), "policies/ holds no policy");
     assert_eq!(from_mount.names(), from_repo.names());
+}
+
+/// The image and the Deployment must agree on the user; the final stage holds the binary only.
+/// (The Dockerfile is not built here: there is no Docker engine on our machines.)
+#[test]
+fn dockerfile_final_stage_runs_the_binary_as_the_deployments_user() {
+    let dockerfile = fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let last_from = instructions
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    assert!(
+        instructions[..last_from]
+            .iter()
+            .any(|l| l.starts_with("FROM ")),
+        "multi-stage build"
+    );
+    let final_stage = &instructions[last_from..];
+    let image = final_stage[0].split_whitespace().nth(1).unwrap();
+    assert!(
+        image == "scratch" || image.starts_with("gcr.io/distroless/"),
+        "small final image: {image}"
+    );
+    let copies: Vec<&&str> = final_stage
+        .iter()
+        .filter(|l| l.starts_with("COPY ") || l.starts_with("ADD "))
+        .collect();
+    assert_eq!(copies.len(), 1, "the binary only: {copies:?}");
+    assert!(copies[0].starts_with("COPY --from="), "{}", copies[0]);
+
+    let user = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER in the final stage");
+    let uid: i64 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("numeric USER: {user}"));
+    assert!(uid > 0);
+    let objs = render(&repo_root().join("manifests"));
+    let pod = pod_spec(&objs);
+    assert_eq!(effective(pod, container(pod), "runAsUser"), uid);
+
+    let entrypoint = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    assert_eq!(entrypoint, r#"["/spark-admission"]"#);
 }

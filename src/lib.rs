@@ -6,12 +6,9 @@
 //! HTTP/TLS edge in the server modules.
 #![forbid(unsafe_code)]
 
-<<<<<<< HEAD
 pub mod admission;
 pub mod certs;
-=======
 pub mod cli;
->>>>>>> main
 pub mod engine;
 pub mod mutate;
 pub mod patch;

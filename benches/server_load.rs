@@ -41,7 +41,9 @@ fn main() {
         let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
         let body = json_bytes(&admission_review("bench", "CREATE", Some(&pod), false));
         // Warm-up and sanity check: the executor is patched.
-        let r = s.review(&admission_review("warm", "CREATE", Some(&pod), false)).await;
+        let r = s
+            .review(&admission_review("warm", "CREATE", Some(&pod), false))
+            .await;
         assert!(r["patch"].is_string(), "the bench pod must be patched: {r}");
 
         let until = Instant::now() + Duration::from_secs(seconds);
@@ -55,7 +57,11 @@ fn main() {
                 while Instant::now() < until {
                     let t = Instant::now();
                     let answer = conn
-                        .post("/mutate?timeout=10s", Some("application/json"), body.clone())
+                        .post(
+                            "/mutate?timeout=10s",
+                            Some("application/json"),
+                            body.clone(),
+                        )
                         .await
                         .unwrap();
                     latencies.push(t.elapsed());
@@ -75,10 +81,9 @@ fn main() {
             let q = q.to_string();
             async move { s.metric(&q).await }
         };
-        let count = server_p(
-            "spark_admission_admissions_total{outcome=\"patched\",role=\"executor\"}",
-        )
-        .await;
+        let count =
+            server_p("spark_admission_admissions_total{outcome=\"patched\",role=\"executor\"}")
+                .await;
         let sum = server_p("spark_admission_admission_duration_seconds_sum").await;
         println!(
             "server_load: {} requests over {} keep-alive TLS connections in {:.2}s",

@@ -324,7 +324,12 @@ pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
             extras.status = Some(StatusOut::failure(
                 403,
                 "Forbidden",
-                format!("spark-admission: policy {policy} denied the pod: {message}"),
+                // The engine's message normally names the policy already; never lose it.
+                if message.contains(policy.as_str()) {
+                    format!("spark-admission: {message}")
+                } else {
+                    format!("spark-admission: policy {policy}: {message}")
+                },
             ));
             review_bytes(&request.uid, false, extras, summary)
         }
@@ -569,8 +574,10 @@ mod tests {
 
     #[test]
     fn envelope_errors_are_http_400_with_specific_messages() {
+        let deep = "[".repeat(200);
         let cases: Vec<(&[u8], &str)> = vec![
             (b"not json", "not valid JSON"),
+            (deep.as_bytes(), "recursion limit exceeded"),
             (b"[1,2]", "JSON array"),
             (br#"{"kind":"AdmissionReview","request":{"uid":"a"}}"#, "apiVersion is missing"),
             (

@@ -4,10 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,89 +18,16 @@ use serde_json::Value;
 const DRAIN: Duration = Duration::from_millis(600);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The binary, its log lines (JSON) and its ports.
-struct Binary {
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-    admin_addr: SocketAddr,
-}
-
 fn spawn_binary(dir: &Path, pki: &Pki, policies: &[(&str, &str)]) -> Binary {
     let tls = dir.join("tls");
     std::fs::create_dir_all(&tls).unwrap();
     std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
     std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
     write_policies(&dir.join("policies"), policies);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spark-admission"))
-        .arg("serve")
-        .arg("--policies")
-        .arg(dir.join("policies"))
-        .arg("--cert")
-        .arg(tls.join("tls.crt"))
-        .arg("--key")
-        .arg(tls.join("tls.key"))
-        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--log-format", "json", "--drain-delay", "600ms"])
-        .args(["--shutdown-timeout", "5s"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let logs = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("\"serving\"") {
-                    let _ = tx.send(line.clone());
-                }
-                logs.lock().unwrap().push(line);
-            }
-        });
-    }
-    let serving: Value = serde_json::from_str(
-        &rx.recv_timeout(Duration::from_secs(20))
-            .expect("the server did not log `serving`"),
-    )
-    .unwrap();
-    let addr = serving["fields"]["addr"].as_str().unwrap().parse().unwrap();
-    let admin_addr = serving["fields"]["admin_addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Binary {
-        child,
-        logs,
-        addr,
-        admin_addr,
-    }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not exit within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut args: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
+    args.extend(["--key".into(), tls.join("tls.key").into()]);
+    args.extend(["--drain-delay", "600ms", "--shutdown-timeout", "5s"].map(Into::into));
+    Binary::serve(dir, &args)
 }
 
 /// What one client saw.
@@ -192,7 +116,7 @@ async fn sigterm_drains_and_every_accepted_request_is_answered() {
     })
     .await;
 
-    sigterm(&bin.child);
+    bin.sigterm();
     let started = Instant::now();
     *t0.lock().unwrap() = Some(started);
 
@@ -241,11 +165,9 @@ async fn sigterm_drains_and_every_accepted_request_is_answered() {
         .await
         .expect("idle keep-alive connection closed after the drain delay");
 
-    let exit = wait_exit(
-        &mut bin.child,
-        DRAIN + SHUTDOWN_TIMEOUT + Duration::from_secs(3),
-    )
-    .await;
+    let exit = bin
+        .wait_exit(DRAIN + SHUTDOWN_TIMEOUT + Duration::from_secs(3))
+        .await;
     let took = started.elapsed();
     assert!(exit.success(), "exit status {exit:?}");
     assert!(
@@ -335,7 +257,7 @@ async fn an_invalid_policy_set_is_logged_with_file_and_line_and_keeps_the_server
         }
     })
     .await;
-    sigterm(&bin.child);
-    let exit = wait_exit(&mut bin.child, DRAIN + SHUTDOWN_TIMEOUT).await;
+    bin.sigterm();
+    let exit = bin.wait_exit(DRAIN + SHUTDOWN_TIMEOUT).await;
     assert!(exit.success());
 }

@@ -317,7 +317,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
 
-    let interval = config.reload_interval;
+    // A zero interval would spin; 10 ms is already far more often than files change.
+    let interval = config.reload_interval.max(Duration::from_millis(10));
     let pollers = vec![
         {
             let state = state.clone();
@@ -365,7 +366,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     // try_init: a subscriber installed earlier by the binary wins.
     let _ = match format {
         LogFormat::Json => builder

@@ -242,9 +242,18 @@ pub async fn tls_connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, BoxError> {
+    tls_connect_as(addr, config, SERVICE_DNS).await
+}
+
+/// TCP + TLS to `addr`, verifying the server as `name`.
+pub async fn tls_connect_as(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> Result<TlsStream<TcpStream>, BoxError> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let name = ServerName::try_from(SERVICE_DNS)?;
+    let name = ServerName::try_from(name.to_string())?;
     Ok(TlsConnector::from(config).connect(name, tcp).await?)
 }
 
@@ -683,4 +692,100 @@ pub fn quantity_bytes(q: &str) -> u128 {
     .find_map(|(s, m)| q.strip_suffix(s).map(|n| (n, *m)))
     .unwrap_or((q, 1));
     num.parse::<u128>().unwrap() * mult
+}
+
+/// The built binary running `serve` on free loopback ports, JSON logs collected.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub logs: Arc<std::sync::Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl Binary {
+    /// `spark-admission serve --policies DIR/policies --addr 127.0.0.1:0 --admin-addr
+    /// 127.0.0.1:0 --log-format json ARGS…` run in `dir`; returns once it logged `serving`.
+    pub fn serve(dir: &Path, args: &[std::ffi::OsString]) -> Binary {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spark-admission"))
+            .current_dir(dir)
+            .arg("serve")
+            .arg("--policies")
+            .arg(dir.join("policies"))
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if line.contains("\"serving\"") {
+                        let _ = tx.send(line.clone());
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let serving: Value = serde_json::from_str(
+            &rx.recv_timeout(Duration::from_secs(20))
+                .expect("the server did not log `serving`"),
+        )
+        .unwrap();
+        let addr = serving["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        let admin_addr = serving["fields"]["admin_addr"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Binary {
+            child,
+            logs,
+            addr,
+            admin_addr,
+        }
+    }
+
+    pub fn sigterm(&self) {
+        // The shell's builtin `kill`: no procps needed, no unsafe signal call.
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the server did not exit within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // A failed test must not leave a server behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

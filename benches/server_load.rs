@@ -7,12 +7,12 @@
 //! Knobs (environment): BENCH_CONNECTIONS (default 8), BENCH_SECONDS (default 5, at most 60).
 //! Client and server share the machine, so the figures are a lower bound for the server.
 
-#[path = "../tests/common/server.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::server::*;
 use hyper::StatusCode;
 
 fn env_num(name: &str, default: u64, max: u64) -> u64 {

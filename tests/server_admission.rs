@@ -1,12 +1,11 @@
 //! The admission endpoint over real TLS: Spark fixtures, other operations, every malformed
 //! input of the README table, the caller's timeout, HTTP/2.
 
-#[path = "common/server.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::server::*;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Frame};
 use hyper::{Request, StatusCode};
@@ -40,14 +39,16 @@ async fn spark_fixtures_get_a_patch_that_makes_a_valid_pod_and_is_idempotent() {
         }
         assert!(r["patch"].is_string(), "{name}: expected a patch: {r}");
         let patched = apply_response_patch(&pod, &r);
-        assert_valid_pod(&name, &patched);
+        assert_valid_pod(&patched, &name);
         // The API server's own additions survive the patch.
         let tolerations = patched["spec"]["tolerations"].as_array().unwrap();
         assert!(tolerations
             .iter()
             .any(|t| t["key"] == "node.kubernetes.io/unreachable"));
         let volumes = patched["spec"]["volumes"].as_array().unwrap();
-        assert!(volumes.iter().any(|v| v["name"] == "kube-api-access-q8v2x"));
+        assert!(volumes
+            .iter()
+            .any(|v| v["name"].as_str().unwrap().starts_with("kube-api-access-")));
         let env_names: Vec<String> = patched["spec"]["containers"]
             .as_array()
             .unwrap()

@@ -1,12 +1,11 @@
 //! `serve` with its built-in development certificate, and `certs` output served as is.
 
-#[path = "common/server.rs"]
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::server::*;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};

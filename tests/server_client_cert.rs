@@ -1,9 +1,8 @@
 //! `--client-ca`: only clients with a certificate signed by that CA get an answer.
 
-#[path = "common/server.rs"]
 mod common;
 
-use common::*;
+use common::server::*;
 use hyper::StatusCode;
 use spark_admission::certs::CertAuthority;
 

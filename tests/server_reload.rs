@@ -2,7 +2,6 @@
 //! directory and atomically renames a `..data` symlink onto it; the visible files are symlinks
 //! through `..data`.
 
-#[path = "common/server.rs"]
 mod common;
 
 use std::path::Path;
@@ -10,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use common::server::*;
 use hyper::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;

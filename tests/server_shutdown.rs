@@ -1,6 +1,5 @@
 //! The built binary under SIGTERM while requests flow, and its logs.
 
-#[path = "common/server.rs"]
 mod common;
 
 use std::collections::HashSet;
@@ -8,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::server::*;
 use http_body_util::BodyExt as _;
 use hyper::body::{Bytes, Frame};
 use hyper::{Request, StatusCode};

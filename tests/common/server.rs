@@ -3,7 +3,6 @@
 //! name (as the API server does with caBundle), and pods defaulted as the API server would.
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -441,100 +440,8 @@ pub fn json_bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-pub fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Every Spark pod fixture: (file name, pod).
-pub fn fixtures() -> Vec<(String, Value)> {
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(fixture_dir())
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(
-        out.len() >= 5,
-        "expected the Spark fixtures in tests/fixtures"
-    );
-    out
-}
-
-pub fn fixture(name: &str) -> Value {
-    fixtures()
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, p)| p)
-        .unwrap()
-}
-
-/// What the API server does to a pod before calling webhooks: field defaults, the
-/// ServiceAccount admission plugin's projected token volume and mounts, and
-/// DefaultTolerationSeconds' not-ready/unreachable tolerations.
-pub fn api_server_defaults(mut pod: Value) -> Value {
-    let spec = pod["spec"].as_object_mut().unwrap();
-    for (k, v) in [
-        ("dnsPolicy", json!("ClusterFirst")),
-        ("restartPolicy", json!("Always")),
-        ("schedulerName", json!("default-scheduler")),
-        ("securityContext", json!({})),
-        ("terminationGracePeriodSeconds", json!(30)),
-        ("enableServiceLinks", json!(true)),
-        ("preemptionPolicy", json!("PreemptLowerPriority")),
-        ("priority", json!(0)),
-        ("serviceAccountName", json!("default")),
-    ] {
-        spec.entry(k).or_insert(v);
-    }
-    let sa = spec["serviceAccountName"].clone();
-    spec.entry("serviceAccount").or_insert(sa);
-    let tolerations = spec.entry("tolerations").or_insert(json!([]));
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        tolerations.as_array_mut().unwrap().push(json!({
-            "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
-        }));
-    }
-    let volume = "kube-api-access-q8v2x";
-    spec.entry("volumes")
-        .or_insert(json!([]))
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-            {"downwardAPI": {"items": [{"path": "namespace",
-                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
-        ]}}));
-    for list in ["containers", "initContainers"] {
-        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in containers {
-                let c = c.as_object_mut().unwrap();
-                c.entry("terminationMessagePath")
-                    .or_insert(json!("/dev/termination-log"));
-                c.entry("terminationMessagePolicy").or_insert(json!("File"));
-                c.entry("imagePullPolicy").or_insert(json!("IfNotPresent"));
-                c.entry("volumeMounts")
-                    .or_insert(json!([]))
-                    .as_array_mut()
-                    .unwrap()
-                    .push(json!({"name": volume, "readOnly": true,
-                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}));
-            }
-        }
-    }
-    pod
-}
+#[allow(unused_imports)]
+pub use super::{api_server_defaults, assert_valid_pod, fixture, fixtures};
 
 /// An AdmissionReview for `operation` on a Pod, as the API server sends it.
 pub fn admission_review(uid: &str, operation: &str, pod: Option<&Value>, dry_run: bool) -> Value {
@@ -583,115 +490,6 @@ pub fn apply_response_patch(pod: &Value, response: &Value) -> Value {
     let mut out = pod.clone();
     json_patch::patch(&mut out, &patch).unwrap();
     out
-}
-
-/// Checks the API server makes after mutation, plus the engine's own invariants.
-pub fn assert_valid_pod(name: &str, pod: &Value) {
-    let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod.clone())
-        .unwrap_or_else(|e| panic!("{name}: patched pod is not a Pod: {e}"));
-    let spec = typed.spec.unwrap();
-    let volumes: Vec<String> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.clone())
-        .collect();
-    let unique: HashSet<_> = volumes.iter().collect();
-    assert_eq!(
-        unique.len(),
-        volumes.len(),
-        "{name}: duplicate volumes {volumes:?}"
-    );
-    let tolerations: Vec<String> = spec
-        .tolerations
-        .iter()
-        .flatten()
-        .map(|t| serde_json::to_string(t).unwrap())
-        .collect();
-    let unique: HashSet<_> = tolerations.iter().collect();
-    assert_eq!(
-        unique.len(),
-        tolerations.len(),
-        "{name}: duplicate tolerations"
-    );
-    let all_containers = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for c in all_containers {
-        let mut paths = HashSet::new();
-        for m in c.volume_mounts.iter().flatten() {
-            assert!(
-                volumes.contains(&m.name),
-                "{name}: container {} mounts missing volume {}",
-                c.name,
-                m.name
-            );
-            assert!(
-                paths.insert(m.mount_path.clone()),
-                "{name}: duplicate mount path"
-            );
-        }
-        let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
-        let unique: HashSet<_> = env.iter().collect();
-        assert_eq!(
-            unique.len(),
-            env.len(),
-            "{name}: duplicate env in {}",
-            c.name
-        );
-        if let Some(dirs) = c
-            .env
-            .iter()
-            .flatten()
-            .find(|e| e.name == "SPARK_LOCAL_DIRS")
-            .and_then(|e| e.value.clone())
-        {
-            let listed: BTreeSet<&str> = dirs.split(',').collect();
-            let mounted: BTreeSet<&str> = c
-                .volume_mounts
-                .iter()
-                .flatten()
-                .filter(|m| m.name.starts_with("spark-local-dir-"))
-                .map(|m| m.mount_path.as_str())
-                .collect();
-            assert_eq!(
-                listed, mounted,
-                "{name}: SPARK_LOCAL_DIRS vs local-dir mounts"
-            );
-        }
-        if let Some(res) = &c.resources {
-            for (k, req) in res.requests.iter().flatten() {
-                if let Some(limit) = res.limits.as_ref().and_then(|l| l.get(k)) {
-                    if k == "memory" {
-                        assert!(
-                            quantity_bytes(&req.0) <= quantity_bytes(&limit.0),
-                            "{name}: memory request {} > limit {}",
-                            req.0,
-                            limit.0
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Bytes of a memory quantity (the suffixes Spark and the engine write).
-pub fn quantity_bytes(q: &str) -> u128 {
-    let (num, mult): (&str, u128) = [
-        ("Ki", 1u128 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-    ]
-    .iter()
-    .find_map(|(s, m)| q.strip_suffix(s).map(|n| (n, *m)))
-    .unwrap_or((q, 1));
-    num.parse::<u128>().unwrap() * mult
 }
 
 /// The built binary running `serve` on free loopback ports, JSON logs collected.

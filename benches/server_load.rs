@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use common::server::*;
 use hyper::StatusCode;
 
+// The same allocator as the binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_num(name: &str, default: u64, max: u64) -> u64 {
     std::env::var(name)
         .ok()

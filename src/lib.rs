@@ -6,6 +6,8 @@
 //! HTTP/TLS edge in the server modules.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod engine;
 pub mod mutate;
@@ -13,6 +15,7 @@ pub mod patch;
 pub mod policy;
 pub mod quantity;
 pub mod selection;
+pub mod server;
 pub mod spark_pod;
 
 #[cfg(test)]

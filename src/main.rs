@@ -26,6 +26,10 @@ enum Command {
     Mutate(MutateArgs),
     /// Validate a policy directory; lists every error with file:line:column.
     Check(CheckArgs),
+    /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
+    Serve(spark_admission::server::ServeArgs),
+    /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
+    Certs(spark_admission::certs::CertsArgs),
 }
 
 fn main() {
@@ -34,6 +38,8 @@ fn main() {
     let result = match &cli.command {
         Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
         Command::Check(args) => cli::check(args, &mut out),
+        Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
+        Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };
     let code = match result {
         Ok(code) => code,

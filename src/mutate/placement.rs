@@ -401,6 +401,33 @@ mod tests {
     use super::*;
     use crate::test_fixtures::fixture;
 
+    /// A required node affinity with one term per entry, each holding one expression.
+    fn required(terms: &[(&str, &str, &[&str])]) -> Option<Affinity> {
+        Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: terms
+                        .iter()
+                        .map(|(key, op, values)| NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: key.to_string(),
+                                operator: op.to_string(),
+                                values: if values.is_empty() {
+                                    None
+                                } else {
+                                    Some(values.iter().map(|v| v.to_string()).collect())
+                                },
+                            }]),
+                            match_fields: None,
+                        })
+                        .collect(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
     fn placement(yaml: &str) -> Placement {
         serde_saphyr::from_str(yaml).unwrap()
     }
@@ -499,32 +526,8 @@ mod tests {
     #[test]
     fn on_demand_via_not_in_goes_into_every_required_term() {
         let mut pod = fixture("spark-3.5-driver-jvm.json");
-        pod.spec.as_mut().unwrap().affinity = Some(Affinity {
-            node_affinity: Some(NodeAffinity {
-                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                    node_selector_terms: vec![
-                        NodeSelectorTerm {
-                            match_expressions: Some(vec![NodeSelectorRequirement {
-                                key: "zone".into(),
-                                operator: "In".into(),
-                                values: Some(vec!["a".into()]),
-                            }]),
-                            match_fields: None,
-                        },
-                        NodeSelectorTerm {
-                            match_expressions: Some(vec![NodeSelectorRequirement {
-                                key: "zone".into(),
-                                operator: "In".into(),
-                                values: Some(vec!["b".into()]),
-                            }]),
-                            match_fields: None,
-                        },
-                    ],
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        pod.spec.as_mut().unwrap().affinity =
+            required(&[("zone", "In", &["a"]), ("zone", "In", &["b"])]);
         let p = placement("{capacity: on-demand, provider: gke}");
         apply(&mut pod, "p", &p, &mut Report::default()).unwrap();
         let terms = required_terms(&pod).to_vec();
@@ -610,22 +613,11 @@ mod tests {
         );
         // Not a conflict: the submitter allows both capacities.
         let mut pod = fixture("spark-3.5-executor-python.json");
-        pod.spec.as_mut().unwrap().affinity = Some(Affinity {
-            node_affinity: Some(NodeAffinity {
-                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                    node_selector_terms: vec![NodeSelectorTerm {
-                        match_expressions: Some(vec![NodeSelectorRequirement {
-                            key: "eks.amazonaws.com/capacityType".into(),
-                            operator: "In".into(),
-                            values: Some(vec!["SPOT".into(), "ON_DEMAND".into()]),
-                        }]),
-                        match_fields: None,
-                    }],
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        pod.spec.as_mut().unwrap().affinity = required(&[(
+            "eks.amazonaws.com/capacityType",
+            "In",
+            &["SPOT", "ON_DEMAND"],
+        )]);
         apply(
             &mut pod,
             "spot",
@@ -635,22 +627,8 @@ mod tests {
         .unwrap();
         // Override of a contradicting required term drops the now-empty term.
         let mut pod = fixture("spark-3.5-executor-python.json");
-        pod.spec.as_mut().unwrap().affinity = Some(Affinity {
-            node_affinity: Some(NodeAffinity {
-                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                    node_selector_terms: vec![NodeSelectorTerm {
-                        match_expressions: Some(vec![NodeSelectorRequirement {
-                            key: "kubernetes.azure.com/scalesetpriority".into(),
-                            operator: "DoesNotExist".into(),
-                            values: None,
-                        }]),
-                        match_fields: None,
-                    }],
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        pod.spec.as_mut().unwrap().affinity =
+            required(&[("kubernetes.azure.com/scalesetpriority", "DoesNotExist", &[])]);
         apply(
             &mut pod,
             "spot",

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{json, Value};
 
+pub mod server;
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -29,6 +31,25 @@ pub fn fixtures() -> Vec<(String, Value)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(out.len() >= 5, "fixtures missing");
     out
+}
+
+/// One recorded Spark pod by file name.
+pub fn fixture(name: &str) -> Value {
+    fixtures()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
+/// `pod` as the API server hands it to a webhook, in its own namespace (or `default`).
+pub fn api_server_defaults(mut pod: Value) -> Value {
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    default_like_apiserver(&mut pod, &ns);
+    pod
 }
 
 fn set_default(obj: &mut Value, key: &str, value: Value) {

@@ -1,0 +1,446 @@
+//! `spark-admission serve`: the TLS admission server around the policy engine.
+//!
+//! Wiring only; each concern has its module: [`tls`] (rustls + certificate reload),
+//! [`reload`] (policy directory), [`webhook`] (`POST /mutate`), [`admin`] (health, readiness,
+//! metrics), [`shutdown`] (SIGTERM drain), [`metrics`].
+
+pub mod admin;
+pub mod duration;
+pub mod metrics;
+pub mod reload;
+pub mod shutdown;
+pub mod tls;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::certs::{ensure_dev_certs, CertError};
+use metrics::Metrics;
+use reload::{PolicyPoll, PolicyStore};
+use shutdown::Phase;
+use tls::{CertPoll, CertStore, TlsError};
+
+/// Default body size limit of `/mutate`: a Pod is at most ~1.5 MiB in etcd and a CREATE review
+/// carries one copy (an UPDATE two), so 6 MiB leaves room without inviting abuse.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    duration::parse_duration(text)
+}
+
+/// Arguments of `spark-admission serve` (each also read from `SPARK_ADMISSION_<FLAG>`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of policy files (watched; reloaded on change).
+    #[arg(long, default_value = "policies", env = "SPARK_ADMISSION_POLICIES")]
+    pub policies: PathBuf,
+    /// Serving certificate, PEM; may hold a chain (leaf first). Reloaded on change.
+    /// Without --cert/--key a development CA and certificate are made in --dev-cert-dir.
+    #[arg(long, env = "SPARK_ADMISSION_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key of the serving certificate, PEM. Reloaded on change.
+    #[arg(long, env = "SPARK_ADMISSION_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "SPARK_ADMISSION_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Address of the TLS admission endpoint.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "SPARK_ADMISSION_ADDR")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP admin endpoint (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "SPARK_ADMISSION_ADMIN_ADDR"
+    )]
+    pub admin_addr: SocketAddr,
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "SPARK_ADMISSION_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// After SIGTERM, keep serving this long (with /readyz failing) so endpoints update.
+    #[arg(long, default_value = "5s", value_parser = duration_arg, env = "SPARK_ADMISSION_DRAIN_DELAY")]
+    pub drain_delay: Duration,
+    /// After the drain delay, wait at most this long for in-flight requests.
+    #[arg(long, default_value = "15s", value_parser = duration_arg, env = "SPARK_ADMISSION_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
+    /// Largest accepted /mutate body in bytes (larger gets HTTP 413).
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "SPARK_ADMISSION_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// How often the certificate files and the policy directory are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = duration_arg, env = "SPARK_ADMISSION_RELOAD_INTERVAL")]
+    pub reload_interval: Duration,
+    /// Where the development certificate goes when no --cert/--key is given.
+    #[arg(
+        long,
+        default_value = "certs/dev",
+        env = "SPARK_ADMISSION_DEV_CERT_DIR"
+    )]
+    pub dev_cert_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot load the serving certificate: {0}")]
+    Certificate(TlsError),
+    #[error(transparent)]
+    Certs(#[from] CertError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// Everything `start` needs; [`ServeArgs`] with the certificate paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub policies: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub reload_interval: Duration,
+}
+
+impl Config {
+    /// Defaults of the CLI, on the given files and addresses.
+    pub fn new(policies: PathBuf, cert: PathBuf, key: PathBuf) -> Config {
+        Config {
+            policies,
+            cert,
+            key,
+            client_ca: None,
+            addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            drain_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(15),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            reload_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// State shared by the handlers and the reloaders.
+#[derive(Debug)]
+pub struct AppState {
+    pub policies: PolicyStore,
+    pub certs: Arc<CertStore>,
+    pub metrics: Metrics,
+    pub phase: watch::Receiver<Phase>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Ready: a good policy set, a certificate, and not shutting down.
+    pub fn readiness(&self) -> Result<(), String> {
+        let mut problems = vec![];
+        if self.policies.current().is_none() {
+            problems.push(format!(
+                "no valid policy set loaded from {}",
+                self.policies.dir().display()
+            ));
+        }
+        if !self.certs.is_loaded() {
+            problems.push("no serving certificate loaded".to_string());
+        }
+        if *self.phase.borrow() != Phase::Serving {
+            problems.push("shutting down".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// Load the certificate again if its files changed; log and count the result.
+pub async fn reload_certificate(state: &Arc<AppState>) -> Option<TlsError> {
+    let s = state.clone();
+    let polled = tokio::task::spawn_blocking(move || s.certs.poll()).await;
+    match polled {
+        Ok(CertPoll::Unchanged) => None,
+        Ok(CertPoll::Loaded { not_after }) => {
+            info!(not_after, "serving certificate loaded");
+            state.metrics.certificate_reload(true, not_after);
+            None
+        }
+        Ok(CertPoll::Failed(e)) => {
+            error!(error = %e, "certificate reload failed; keeping the current certificate");
+            state.metrics.certificate_reload(false, None);
+            Some(e)
+        }
+        Err(e) => {
+            error!(error = %e, "certificate reload task failed");
+            None
+        }
+    }
+}
+
+/// Load the policy set again if the directory changed; log and count the result.
+pub async fn reload_policies(state: &Arc<AppState>) {
+    let s = state.clone();
+    let polled = tokio::task::spawn_blocking(move || s.policies.poll()).await;
+    match polled {
+        Ok(PolicyPoll::Unchanged) => {}
+        Ok(PolicyPoll::Loaded { generation, names }) => {
+            info!(
+                generation,
+                policies = names.join(","),
+                dir = %state.policies.dir().display(),
+                "policy set loaded"
+            );
+            state.metrics.policy_reload(true, Some(generation));
+        }
+        Ok(PolicyPoll::Failed(errors)) => {
+            for e in &errors.0 {
+                error!(error = %e, "invalid policy");
+            }
+            error!(
+                dir = %state.policies.dir().display(),
+                errors = errors.0.len(),
+                active_generation = state.policies.generation(),
+                "policy set rejected; the last good set stays active"
+            );
+            state.metrics.policy_reload(false, None);
+        }
+        Err(e) => error!(error = %e, "policy reload task failed"),
+    }
+}
+
+/// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`] and
+/// [`RunningServer::wait`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    drain: shutdown::Drain,
+    tls_task: JoinHandle<()>,
+    admin_stop: oneshot::Sender<()>,
+    admin_task: JoinHandle<()>,
+    pollers: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Begin the SIGTERM sequence: not ready at once, stop accepting after the drain delay.
+    pub fn shutdown(&self) {
+        self.drain.begin();
+    }
+
+    /// Wait until the TLS server has stopped, then stop the admin server and the reloaders.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let tls = self.tls_task.await;
+        let _ = self.admin_stop.send(());
+        let admin = self.admin_task.await;
+        for p in &self.pollers {
+            p.abort();
+        }
+        tls.map_err(|e| ServerError::Task(e.to_string()))?;
+        admin.map_err(|e| ServerError::Task(e.to_string()))?;
+        info!("server stopped");
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, what, source })
+}
+
+/// Load certificate and policies, bind both ports and start serving.
+///
+/// Fails if the certificate cannot be loaded at start (a typo in a path should not leave a
+/// pod that never gets ready without saying why); an invalid policy set only keeps the server
+/// unready until a good one appears.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let certs = Arc::new(CertStore::new(config.cert.clone(), config.key.clone()));
+    let tls_config = tls::server_config(certs.clone(), config.client_ca.as_deref())?;
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+    let state = Arc::new(AppState {
+        policies: PolicyStore::new(config.policies.clone()),
+        certs,
+        metrics: Metrics::new(),
+        phase: phase_rx.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    if let Some(e) = reload_certificate(&state).await {
+        return Err(ServerError::Certificate(e));
+    }
+    reload_policies(&state).await;
+
+    let listener = bind(config.addr, "admission, TLS").await?;
+    let admin_listener = bind(config.admin_addr, "admin").await?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.addr,
+        what: "admission, TLS",
+        source,
+    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: config.admin_addr,
+            what: "admin",
+            source,
+        })?;
+
+    // A zero interval would spin; 10 ms is already far more often than files change.
+    let interval = config.reload_interval.max(Duration::from_millis(10));
+    let pollers = vec![
+        {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    reload_certificate(&state).await;
+                }
+            })
+        },
+        {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    reload_policies(&state).await;
+                }
+            })
+        },
+    ];
+
+    let (admin_stop, admin_stopped) = oneshot::channel();
+    let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), admin_stopped));
+    let tls_task = tokio::spawn(shutdown::serve_tls(
+        listener,
+        tls_config,
+        webhook::router(state.clone()),
+        phase_rx,
+        config.shutdown_timeout,
+    ));
+    info!(%addr, %admin_addr, policies = %config.policies.display(), "serving");
+    Ok(RunningServer {
+        addr,
+        admin_addr,
+        state,
+        drain: shutdown::Drain::new(phase_tx, config.drain_delay),
+        tls_task,
+        admin_stop,
+        admin_task,
+        pollers,
+    })
+}
+
+/// Install the tracing subscriber for `serve` (level from `RUST_LOG`, default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    // try_init: a subscriber installed earlier by the binary wins.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// `spark-admission serve` from `main`: the exit code (errors printed to stderr).
+pub fn main(args: ServeArgs) -> i32 {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(ServerError::Runtime)
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// `spark-admission serve`: run until SIGTERM/SIGINT, then drain and exit.
+pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
+    init_logging(args.log_format);
+    let (cert, key, dev_ca) = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+        _ => {
+            let (written, created) = ensure_dev_certs(&args.dev_cert_dir)?;
+            info!(
+                dir = %args.dev_cert_dir.display(),
+                created,
+                "no --cert/--key: using the development certificate (localhost, 127.0.0.1)"
+            );
+            (written.cert, written.key, Some(written.ca_cert))
+        }
+    };
+    let mut config = Config::new(args.policies.clone(), cert, key);
+    config.client_ca = args.client_ca.clone();
+    config.addr = args.addr;
+    config.admin_addr = args.admin_addr;
+    config.drain_delay = args.drain_delay;
+    config.shutdown_timeout = args.shutdown_timeout;
+    config.max_body_bytes = args.max_body_bytes;
+    config.reload_interval = args.reload_interval;
+    let server = start(config).await?;
+    if let Some(ca) = dev_ca {
+        println!("Try it (another terminal):");
+        println!(
+            "  curl --cacert {} -H 'Content-Type: application/json' -d @examples/admission-review.json https://localhost:{}/mutate",
+            ca.display(),
+            server.addr.port()
+        );
+    }
+    shutdown::wait_for_signal()
+        .await
+        .map_err(ServerError::Signal)?;
+    warn!(
+        drain_delay = ?args.drain_delay,
+        shutdown_timeout = ?args.shutdown_timeout,
+        "shutdown requested: not ready now, draining"
+    );
+    server.shutdown();
+    tokio::select! {
+        r = server.wait() => r,
+        r = shutdown::wait_for_signal() => {
+            r.map_err(ServerError::Signal)?;
+            warn!("second signal: exiting at once");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The REST surface as Spark's fabric8 client uses it (recorded from spark-submit 3.5 and 4.x):
+//! served by the real router on a loopback port, no webhooks configured.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use apiserver_standin::admission::UserInfo;
+use apiserver_standin::client::WebhookClient;
+use apiserver_standin::server::{router, AppState};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+async fn start() -> String {
+    let namespaces = ["default", "spark-jobs"]
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                BTreeMap::from([("kubernetes.io/metadata.name".to_string(), n.to_string())]),
+            )
+        })
+        .collect();
+    let (events, _) = tokio::sync::broadcast::channel(64);
+    let state = Arc::new(AppState {
+        hooks: vec![],
+        client: WebhookClient::default(),
+        probe_reinvocation: false,
+        namespaces,
+        user: UserInfo {
+            username: "t".into(),
+            groups: vec![],
+        },
+        store: Mutex::new(Default::default()),
+        events,
+        dump_dir: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    addr.to_string()
+}
+
+async fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr)
+        .header("content-type", ctype)
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn executor(name: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "labels": {"spark-app-selector": app, "spark-role": "executor"}},
+           "spec": {"containers": [{"name": "spark-kubernetes-executor", "image": "apache/spark:3.5.7"}]}})
+}
+
+#[tokio::test]
+async fn fabric8_calls() {
+    let addr = start().await;
+    let json_ct = "application/json; charset=utf-8";
+    let (code, v) = call(&addr, "GET", "/version", json_ct, None).await;
+    assert_eq!((code, v["major"].as_str()), (200, Some("1")));
+
+    // Server-side apply creates, then updates in place.
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "drv-svc"},
+                     "spec": {"clusterIP": "None"}});
+    let path = "/api/v1/namespaces/spark-jobs/services/drv-svc?fieldManager=fabric8&force=true";
+    let (code, created) = call(
+        &addr,
+        "PATCH",
+        path,
+        "application/apply-patch+yaml",
+        Some(svc.clone()),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let uid = created["metadata"]["uid"].clone();
+    let mut svc2 = svc.clone();
+    svc2["metadata"]["labels"] = json!({"spark-app-selector": "spark-1"});
+    let (code, updated) = call(
+        &addr,
+        "PATCH",
+        path,
+        "application/apply-patch+yaml",
+        Some(svc2),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(updated["metadata"]["uid"], uid);
+    assert_eq!(
+        updated["metadata"]["labels"]["spark-app-selector"],
+        "spark-1"
+    );
+
+    let np = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "np"}, "spec": {"podSelector": {}}});
+    let (code, _) = call(
+        &addr,
+        "POST",
+        "/apis/networking.k8s.io/v1/namespaces/spark-jobs/networkpolicies",
+        json_ct,
+        Some(np.clone()),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, st) = call(
+        &addr,
+        "POST",
+        "/apis/networking.k8s.io/v1/namespaces/spark-jobs/networkpolicies",
+        json_ct,
+        Some(np),
+    )
+    .await;
+    assert_eq!((code, st["reason"].as_str()), (409, Some("AlreadyExists")));
+
+    // Open both kinds of watch before the pods exist.
+    let ws_url = format!("ws://{addr}/api/v1/namespaces/spark-jobs/pods?labelSelector=spark-app-selector%3Dspark-1%2Cspark-role%3Dexecutor%2Cspark-exec-inactive%21%3Dtrue&allowWatchBookmarks=true&watch=true");
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+
+    for (name, app) in [("e1", "spark-1"), ("e2", "spark-1"), ("other", "spark-2")] {
+        let (code, pod) = call(
+            &addr,
+            "POST",
+            "/api/v1/namespaces/spark-jobs/pods",
+            json_ct,
+            Some(executor(name, app)),
+        )
+        .await;
+        assert_eq!(code, 201, "{pod}");
+        assert_eq!(pod["metadata"]["namespace"], "spark-jobs");
+        assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["status"]["phase"], "Pending");
+    }
+    let mut added = vec![];
+    while added.len() < 2 {
+        let msg = ws.next().await.unwrap().unwrap();
+        let ev: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        added.push((
+            ev["type"].as_str().unwrap().to_string(),
+            ev["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+    assert_eq!(
+        added,
+        vec![
+            ("ADDED".to_string(), "e1".to_string()),
+            ("ADDED".to_string(), "e2".to_string())
+        ]
+    );
+
+    let (code, pod) = call(
+        &addr,
+        "GET",
+        "/api/v1/namespaces/spark-jobs/pods/e1",
+        json_ct,
+        None,
+    )
+    .await;
+    assert_eq!((code, pod["metadata"]["name"].as_str()), (200, Some("e1")));
+    let (code, st) = call(
+        &addr,
+        "GET",
+        "/api/v1/namespaces/spark-jobs/pods/nope",
+        json_ct,
+        None,
+    )
+    .await;
+    assert_eq!((code, st["reason"].as_str()), (404, Some("NotFound")));
+    let (code, st) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/missing/pods",
+        json_ct,
+        Some(executor("x", "a")),
+    )
+    .await;
+    assert_eq!(
+        (code, st["message"].as_str()),
+        (404, Some("namespaces \"missing\" not found"))
+    );
+
+    let (code, list) = call(
+        &addr,
+        "GET",
+        "/api/v1/namespaces/spark-jobs/pods?labelSelector=spark-app-selector%3Dspark-1",
+        json_ct,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            code,
+            list["kind"].as_str(),
+            list["items"].as_array().unwrap().len()
+        ),
+        (200, Some("PodList"), 2)
+    );
+
+    // Collection delete by label selector, as SparkContext.stop does.
+    let (code, gone) = call(&addr, "DELETE", "/api/v1/namespaces/spark-jobs/pods?labelSelector=spark-app-selector%3Dspark-1%2Cspark-role%3Dexecutor", json_ct, Some(json!({"apiVersion": "v1", "kind": "DeleteOptions"}))).await;
+    assert_eq!((code, gone["items"].as_array().unwrap().len()), (200, 2));
+    let msg = ws.next().await.unwrap().unwrap();
+    let ev: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(ev["type"], "DELETED");
+    let (_, list) = call(
+        &addr,
+        "GET",
+        "/api/v1/namespaces/spark-jobs/pods",
+        json_ct,
+        None,
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // The record of admitted pods survives deletion.
+    let (_, admitted) = call(&addr, "GET", "/_standin/pods", json_ct, None).await;
+    assert_eq!(admitted.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn plain_http_watch_streams_json_lines() {
+    let addr = start().await;
+    let (code, _) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        Some(executor("e1", "spark-1")),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(
+        "/api/v1/namespaces/default/pods?labelSelector=spark-role%3Dexecutor&watch=true",
+    )
+    .header("host", &addr)
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let ev: Value = serde_json::from_slice(&frame).unwrap();
+    assert_eq!(
+        (
+            ev["type"].as_str(),
+            ev["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("e1"))
+    );
+}

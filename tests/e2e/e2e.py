@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""End-to-end test: real spark-submit (pyspark from PyPI) -> apiserver-standin (plays the
+Kubernetes API server, webhook dispatch driven by the MutatingWebhookConfiguration rendered
+from manifests/) -> the real `spark-admission serve` over verified TLS, with example policies
+from policies/. Assertions run on the pods the stand-in stored. Started by tests/e2e/run.sh,
+which installs what this needs; see that script for the environment it sets."""
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMESPACE = "spark-jobs"
+WEBHOOK = "spark-pods.spark-admission.dev"
+ANNOTATION = "spark-admission.dev/policies"
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+SPARK_CONTAINERS = ("spark-kubernetes-driver", "spark-kubernetes-executor", "executor")
+
+# Node models per platform (DESIGN.md "Spot capacity, by platform"): labels and taints of a
+# spot node and of an on-demand node, to evaluate where a pod could be scheduled.
+NODES = {
+    "aks": {
+        "spot": {"labels": {"kubernetes.azure.com/scalesetpriority": "spot"},
+                 "taints": [{"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}]},
+        "on-demand": {"labels": {}, "taints": []},
+    },
+    "gke": {
+        "spot": {"labels": {"cloud.google.com/gke-spot": "true"},
+                 "taints": [{"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}]},
+        "on-demand": {"labels": {}, "taints": []},
+    },
+    "eks": {
+        "spot": {"labels": {"eks.amazonaws.com/capacityType": "SPOT"}, "taints": []},
+        "on-demand": {"labels": {"eks.amazonaws.com/capacityType": "ON_DEMAND"}, "taints": []},
+    },
+    "karpenter": {
+        "spot": {"labels": {"karpenter.sh/capacity-type": "spot"}, "taints": []},
+        "on-demand": {"labels": {"karpenter.sh/capacity-type": "on-demand"}, "taints": []},
+    },
+}
+
+
+def log(msg):
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+
+
+class Checks:
+    """Named checks per scope (a Spark version or `common`)."""
+
+    def __init__(self):
+        self.results = []  # (scope, name, ok, detail)
+
+    def check(self, scope, name, ok, detail=""):
+        self.results.append((scope, name, bool(ok), detail))
+        if not ok:
+            log(f"FAIL [{scope}] {name}: {detail}")
+        return bool(ok)
+
+    def count(self, scope):
+        rs = [r for r in self.results if r[0] == scope]
+        return sum(r[2] for r in rs), sum(not r[2] for r in rs)
+
+
+# ---------------------------------------------------------------- quantities and selectors
+
+UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
+         "Gi": 1024**3, "Ti": 1024**4, "m": 1e-3}
+
+
+def quantity(q):
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(q).strip())
+    if not m or m.group(2) not in UNITS:
+        raise ValueError(f"bad quantity {q!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def spark_mem(s):
+    """Spark's JVM memory strings as in SPARK_EXECUTOR_MEMORY (`2048m`, `2g`) -> bytes."""
+    m = re.fullmatch(r"([0-9]+)([kmgt]?)b?", s.strip().lower())
+    if not m:
+        raise ValueError(f"bad Spark memory {s!r}")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2)]
+
+
+def expr_matches(labels, e):
+    k, op, vals = e["key"], e["operator"], e.get("values") or []
+    if op == "In":
+        return labels.get(k) in vals
+    if op == "NotIn":
+        return labels.get(k) not in vals
+    if op == "Exists":
+        return k in labels
+    if op == "DoesNotExist":
+        return k not in labels
+    if op in ("Gt", "Lt") and k in labels:
+        a, b = int(labels[k]), int(vals[0])
+        return a > b if op == "Gt" else a < b
+    return False
+
+
+def selector_matches(labels, sel):
+    if not sel:
+        return True
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
+        return False
+    return all(expr_matches(labels, e) for e in sel.get("matchExpressions") or [])
+
+
+def tolerates(tols, taint):
+    for t in tols:
+        if t.get("effect") and t["effect"] != taint["effect"]:
+            continue
+        if t.get("operator") == "Exists":
+            if not t.get("key") or t["key"] == taint["key"]:
+                return True
+        elif t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def schedulable(pod, node, ignore_taints=False):
+    spec = pod["spec"]
+    if any(node["labels"].get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    req = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if req and not any(all(expr_matches(node["labels"], e) for e in t.get("matchExpressions") or [])
+                       for t in req["nodeSelectorTerms"]):
+        return False
+    return ignore_taints or all(tolerates(spec.get("tolerations") or [], t) for t in node["taints"]
+                                if t["effect"] in ("NoSchedule", "NoExecute"))
+
+
+def preference(pod, node):
+    prefs = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "preferredDuringSchedulingIgnoredDuringExecution") or []
+    return sum(p["weight"] for p in prefs
+               if all(expr_matches(node["labels"], e) for e in p["preference"].get("matchExpressions") or []))
+
+
+# ---------------------------------------------------------------- policies
+
+def load_policies(directory):
+    """Every SparkPodPolicy under the directory (recursively), as the server loads it."""
+    out = []
+    for dirpath, _, files in sorted(os.walk(directory)):
+        for f in sorted(files):
+            if f.endswith((".yaml", ".yml")):
+                with open(os.path.join(dirpath, f)) as fh:
+                    for doc in yaml.safe_load_all(fh):
+                        if doc and doc.get("kind") == "SparkPodPolicy":
+                            doc["_file"] = os.path.relpath(os.path.join(dirpath, f), directory)
+                            out.append(doc)
+    return out
+
+
+def mode(pol):
+    return pol["spec"].get("mode", "Enforce")
+
+
+def active_provider(policies):
+    """The platform of the enforced placement policies (policies/ enables one pair)."""
+    providers = {p["spec"]["placement"].get("provider") for p in policies
+                 if "placement" in p["spec"] and mode(p) == "Enforce"}
+    return providers.pop() if len(providers) == 1 else None
+
+
+def policy_matches(pol, role, namespace, labels):
+    m = pol["spec"]["match"]
+    if role not in m["roles"]:
+        return False
+    if m.get("namespaces") and not any(fnmatch.fnmatchcase(namespace, g) for g in m["namespaces"]):
+        return False
+    if any(fnmatch.fnmatchcase(namespace, g) for g in m.get("excludeNamespaces") or []):
+        return False
+    return selector_matches(labels, m.get("podSelector"))
+
+
+def applicable(policies, pod, enforce_only=True):
+    labels = pod["metadata"].get("labels", {})
+    role = labels.get("spark-role")
+    ns = pod["metadata"]["namespace"]
+    pols = [p for p in policies if policy_matches(p, role, ns, labels)
+            and (mode(p) == "Enforce" if enforce_only else mode(p) != "Off")]
+    return sorted(pols, key=lambda p: (p["spec"].get("priority", 0), p["metadata"]["name"]))
+
+
+def last_with(pols, key):
+    with_key = [p for p in pols if key in p["spec"]]
+    return with_key[-1] if with_key else None
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, parse_body(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, parse_body(e.read())
+
+
+def parse_body(raw):
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def wait_until(what, fn, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if fn():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class Proc:
+    def __init__(self, name, cmd, logdir, env=None):
+        self.name = name
+        self.log = open(os.path.join(logdir, f"{name}.log"), "w")
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self, sig=signal.SIGTERM, timeout=25):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+class Standin:
+    """An apiserver-standin process with the rendered webhook configuration, the test CA as
+    caBundle, and the webhook Service mapped to the local server port."""
+
+    def __init__(self, name, args, workdir, rendered, ca, server_port):
+        ready = os.path.join(workdir, f"{name}.addr")
+        if os.path.exists(ready):
+            os.remove(ready)
+        self.proc = Proc(name, [args.standin, "--ready-file", ready, "--probe-reinvocation",
+                                "--dump-dir", os.path.join(workdir, f"{name}-pods"),
+                                "--namespace", f"{NAMESPACE},team=data", "--namespace", "analytics",
+                                "--webhook-config", rendered, "--ca-bundle", ca,
+                                "--endpoint", f"spark-admission.spark-admission:443=127.0.0.1:{server_port}"],
+                         workdir)
+        wait_until(f"{name} to listen", lambda: os.path.exists(ready) and open(ready).read())
+        with open(ready) as fh:
+            self.url = "http://" + fh.read().strip()
+
+    def get(self, what):
+        return http("GET", f"{self.url}/_standin/{what}")[1]
+
+    def create_pod(self, ns, pod):
+        return http("POST", f"{self.url}/api/v1/namespaces/{ns}/pods", pod)
+
+
+# ---------------------------------------------------------------- Spark
+
+def spark_env(args, version, workdir):
+    env = dict(os.environ)
+    venv = os.path.join(args.cache, f"venv-{version}")
+    env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env["PATH"]
+    env.pop("SPARK_HOME", None)
+    env["VIRTUAL_ENV"] = venv
+    env["PYSPARK_PYTHON"] = os.path.join(venv, "bin", "python")
+    env["PYSPARK_DRIVER_PYTHON"] = os.path.join(venv, "bin", "python")
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    env["KUBECONFIG"] = os.path.join(workdir, "no-kubeconfig")  # never a real cluster's
+    return env
+
+
+def submit_cluster(args, version, standin_url, workdir, name, timeout=180):
+    cmd = ["spark-submit", "--master", f"k8s://{standin_url}", "--deploy-mode", "cluster",
+           "--name", name,
+           "--conf", f"spark.kubernetes.namespace={NAMESPACE}",
+           "--conf", f"spark.kubernetes.container.image=apache/spark:{version}",
+           "--conf", "spark.kubernetes.submission.waitAppCompletion=false",
+           "--conf", "spark.kubernetes.authenticate.driver.serviceAccountName=spark",
+           "--conf", f"spark.kubernetes.driver.podTemplateFile={HERE}/driver-template.yaml",
+           "--conf", "spark.kubernetes.driver.podTemplateContainerName=spark-kubernetes-driver",
+           "--conf", "spark.driver.memory=2g",
+           "local:///opt/spark/examples/src/main/python/pi.py", "10"]
+    return run_logged(cmd, spark_env(args, version, workdir), workdir, f"submit-{name}", timeout)
+
+
+def submit_client(args, version, standin_url, workdir, name, executors=2, timeout=180):
+    cmd = ["spark-submit", "--master", f"k8s://{standin_url}", "--deploy-mode", "client",
+           "--name", name,
+           "--conf", f"spark.kubernetes.namespace={NAMESPACE}",
+           "--conf", f"spark.kubernetes.container.image=apache/spark:{version}",
+           "--conf", f"spark.executor.instances={executors}",
+           "--conf", "spark.executor.memory=2g",
+           "--conf", "spark.executor.cores=1",
+           "--conf", "spark.driver.host=127.0.0.1",
+           "--conf", "spark.driver.bindAddress=127.0.0.1",
+           "--conf", "spark.scheduler.minRegisteredResourcesRatio=0",
+           "--conf", "spark.ui.enabled=false",
+           "--conf", f"spark.kubernetes.executor.podTemplateFile={HERE}/executor-template.yaml",
+           "--conf", "spark.kubernetes.executor.podTemplateContainerName=spark-kubernetes-executor",
+           os.path.join(HERE, "client_app.py")]
+    env = spark_env(args, version, workdir)
+    env["E2E_STANDIN_URL"] = standin_url
+    env["E2E_EXECUTORS"] = str(executors)
+    env["E2E_WAIT_SECONDS"] = "60"
+    return run_logged(cmd, env, workdir, f"submit-{name}", timeout)
+
+
+def run_logged(cmd, env, workdir, name, timeout):
+    path = os.path.join(workdir, f"{name}.log")
+    with open(path, "w") as out:
+        try:
+            rc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                timeout=timeout, stdin=subprocess.DEVNULL).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    with open(path) as fh:
+        return rc, fh.read()
+
+
+def app_id_from(output):
+    m = re.search(r"application ID (spark-[0-9a-f]+)", output) or re.search(r'"appId": "(spark-[^"]+)"', output)
+    return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------- assertions on stored pods
+
+def spark_container(pod):
+    return next((c for c in pod["spec"]["containers"] if c["name"] in SPARK_CONTAINERS), None)
+
+
+def env_map(c):
+    return {e["name"]: e for e in c.get("env") or []}
+
+
+def check_spark_pod(chk, scope, pod, policies, provider, calls):
+    labels = pod["metadata"].get("labels", {})
+    role = labels["spark-role"]
+    name = pod["metadata"]["name"]
+    tag = f"{role} {name}"
+    pols = applicable(policies, pod)
+    names = [p["metadata"]["name"] for p in pols]
+    ann = (pod["metadata"].get("annotations") or {}).get(ANNOTATION, "")
+    applied = [s.strip() for s in ann.split(",") if s.strip()]
+    chk.check(scope, f"{tag}: annotation names the policies applied", sorted(applied) == sorted(names),
+              f"annotation {ann!r}, expected {names}")
+
+    sc = spark_container(pod)
+    if not chk.check(scope, f"{tag}: Spark container present", sc is not None, ""):
+        return
+    others = [c for c in pod["spec"]["containers"] if c is not sc] + (pod["spec"].get("initContainers") or [])
+
+    # What the API server added before the webhook is still there.
+    all_containers = pod["spec"]["containers"] + (pod["spec"].get("initContainers") or [])
+    chk.check(scope, f"{tag}: token volume mounted in every container",
+              all(any(m["mountPath"] == SA_MOUNT and m["name"].startswith("kube-api-access-")
+                      for m in c.get("volumeMounts") or []) for c in all_containers), "")
+    tol_keys = {t.get("key") for t in pod["spec"].get("tolerations") or []}
+    chk.check(scope, f"{tag}: default NoExecute tolerations kept",
+              {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"} <= tol_keys, str(tol_keys))
+
+    # Placement, judged on model nodes of the platform.
+    placement = last_with(pols, "placement")
+    if placement and provider in NODES:
+        pl = placement["spec"]["placement"]
+        want, other = pl["capacity"], ("on-demand" if pl["capacity"] == "spot" else "spot")
+        nodes = NODES[provider]
+        ok_want = schedulable(pod, nodes[want])
+        if pl.get("scheduling", "required") == "required":
+            # Excluded by the pod's own node selection, not merely by the other nodes' taints.
+            ok = ok_want and not schedulable(pod, nodes[other], ignore_taints=True)
+        else:
+            ok = ok_want and preference(pod, nodes[want]) > preference(pod, nodes[other])
+        chk.check(scope, f"{tag}: placed on {want} capacity ({provider}, {pl.get('scheduling', 'required')})", ok,
+                  json.dumps({"nodeSelector": pod["spec"].get("nodeSelector"), "affinity": pod["spec"].get("affinity"),
+                              "tolerations": pod["spec"].get("tolerations")}))
+        if want == "spot":
+            chk.check(scope, f"{tag}: tolerates the {provider} spot taint",
+                      all(tolerates(pod["spec"].get("tolerations") or [], t) for t in nodes["spot"]["taints"]), "")
+    elif role == "driver" and provider in NODES:
+        chk.check(scope, f"{tag}: a placement policy matched", False, f"policies {names}")
+
+    for p in pols:
+        for t in p["spec"].get("tolerations") or []:
+            chk.check(scope, f"{tag}: toleration {t.get('key')} from {p['metadata']['name']}",
+                      any(all(x.get(k) == v for k, v in t.items()) for x in pod["spec"].get("tolerations") or []), "")
+
+    # Local dirs: replaced, mounted in the Spark container, SPARK_LOCAL_DIRS consistent.
+    ld = last_with(pols, "localDirs")
+    vols = [v for v in pod["spec"].get("volumes") or [] if v["name"].startswith("spark-local-dir-")]
+    mounts = [m for m in sc.get("volumeMounts") or [] if m["name"].startswith("spark-local-dir-")]
+    env = env_map(sc)
+    local_dirs = env.get("SPARK_LOCAL_DIRS", {}).get("value", "")
+    chk.check(scope, f"{tag}: SPARK_LOCAL_DIRS equals the local-dir mounts",
+              local_dirs.split(",") == [m["mountPath"] for m in mounts] and len(mounts) == len(vols),
+              f"SPARK_LOCAL_DIRS={local_dirs!r}, mounts {[m['mountPath'] for m in mounts]}, volumes {[v['name'] for v in vols]}")
+    if ld:
+        want_vols = ld["spec"]["localDirs"]["volumes"]
+        ok = len(vols) == len(want_vols)
+        for got, w in zip(vols, want_vols):
+            for src in ("hostPath", "emptyDir", "ephemeral"):
+                if src in w:
+                    ok &= src in got
+                    if src == "hostPath":
+                        ok &= got["hostPath"]["path"] == w["hostPath"]["path"]
+        chk.check(scope, f"{tag}: local dirs replaced per {ld['metadata']['name']}", ok,
+                  f"volumes {json.dumps(vols)}")
+        chk.check(scope, f"{tag}: no local dir mounted in sidecars/init",
+                  not any(m["name"].startswith("spark-local-dir-") for c in others for m in c.get("volumeMounts") or []), "")
+
+    # Secret env refs on the Spark container only.
+    for p in pols:
+        for s in p["spec"].get("secretEnv") or []:
+            e = env.get(s["name"])
+            ref = ((e or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+            chk.check(scope, f"{tag}: {s['name']} from secret {s['secretName']}/{s['key']} on the Spark container",
+                      ref.get("name") == s["secretName"] and ref.get("key") == s["key"] and "value" not in (e or {}),
+                      json.dumps(e))
+            chk.check(scope, f"{tag}: {s['name']} not on sidecars/init containers",
+                      not any(s["name"] in env_map(c) for c in others), "")
+
+    # Memory: overhead within the policy's bounds where the heap is known (executors).
+    mem = last_with(pols, "memory")
+    res = sc.get("resources") or {}
+    req = (res.get("requests") or {}).get("memory")
+    lim = (res.get("limits") or {}).get("memory")
+    if req and lim:
+        chk.check(scope, f"{tag}: memory request <= limit", quantity(req) <= quantity(lim), f"{req} / {lim}")
+    limit_rule = ((mem or {}).get("spec", {}).get("memory", {}).get("limit") or {}).get("mode")
+    if limit_rule and req:
+        want_lim = {"EqualToRequest": req, "NoLimit": None}.get(limit_rule, lim)
+        if limit_rule == "RequestPlusHeadroom":
+            want_lim = quantity(req) + quantity(mem["spec"]["memory"]["limit"]["headroom"])
+            lim_ok = lim is not None and abs(quantity(lim) - want_lim) < 1
+        else:
+            lim_ok = (lim is None) == (want_lim is None) and (lim is None or quantity(lim) == quantity(want_lim))
+        chk.check(scope, f"{tag}: memory limit per {limit_rule}", lim_ok, f"request {req}, limit {lim}")
+    heap = env.get("SPARK_EXECUTOR_MEMORY", {}).get("value")
+    if mem and heap and req:
+        ob = mem["spec"]["memory"].get("overhead") or {}
+        heap_b = spark_mem(heap)
+        overhead = quantity(req) - heap_b
+        lo = quantity(ob["min"]) if ob.get("min") else 384 * 1024**2
+        hi = float("inf")
+        if ob.get("factor") is not None:
+            hi = min(hi, ob["factor"] * heap_b)
+        if ob.get("max"):
+            hi = min(hi, quantity(ob["max"]))
+        hi = max(hi, lo)
+        mib = 1024**2
+        chk.check(scope, f"{tag}: memory overhead {overhead / mib:.0f}Mi within [{lo / mib:.0f}Mi, {hi / mib:.0f}Mi] ({mem['metadata']['name']})",
+                  lo - mib <= overhead <= hi + mib, f"request {req}, heap {heap}")
+
+    # The webhook was called for it, and calling again changed nothing (idempotent).
+    mine = [c for c in calls if c["name"] == name and c["namespace"] == pod["metadata"]["namespace"]]
+    first = [c for c in mine if not c["reinvocation"]]
+    chk.check(scope, f"{tag}: webhook called once, patched", len(first) == 1 and first[0]["outcome"] == "patched",
+              json.dumps([(c["outcome"], c["error"]) for c in first]))
+    if first:
+        audit = first[0]["audit_annotations"].get(f"{WEBHOOK}/policies", "")
+        chk.check(scope, f"{tag}: audit annotation {WEBHOOK}/policies matches the pod annotation",
+                  audit == ann and not first[0]["dropped_audit_annotations"],
+                  f"{first[0]['audit_annotations']} dropped {first[0]['dropped_audit_annotations']}")
+    again = [c for c in mine if c["reinvocation"]]
+    chk.check(scope, f"{tag}: reinvocation with its own output changes nothing",
+              again and all(c["outcome"] == "allowed" for c in again), json.dumps([c["patch"] for c in again]))
+    long_warnings = [w for c in mine for w in c["warnings"] if len(w) > 120]
+    chk.check(scope, f"{tag}: warnings at most 120 chars", not long_warnings, str(long_warnings))
+
+
+def defaulted_equal(stored, sent):
+    """The stored pod carries the sent labels/spec untouched (the webhook did nothing)."""
+    ann = (stored["metadata"].get("annotations") or {})
+    same_containers = [c["name"] for c in stored["spec"]["containers"]] == [c["name"] for c in sent["spec"]["containers"]]
+    same_env = all((c.get("env") or []) == (s.get("env") or [])
+                   for c, s in zip(stored["spec"]["containers"], sent["spec"]["containers"]))
+    return (ANNOTATION not in ann and "nodeSelector" not in stored["spec"]
+            and "affinity" not in stored["spec"] and same_containers and same_env
+            and [v["name"] for v in stored["spec"]["volumes"] if not v["name"].startswith("kube-api-access-")]
+            == [v["name"] for v in sent["spec"].get("volumes") or []])
+
+
+def plain_pod(name, labels):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "main", "image": "nginx:1.27",
+                                     "env": [{"name": "MODE", "value": "web"}],
+                                     "volumeMounts": [{"name": "spark-local-dir-1", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "spark-local-dir-1", "emptyDir": {}}]}}
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--versions", nargs="+", required=True)
+    ap.add_argument("--server", required=True, help="spark-admission binary")
+    ap.add_argument("--standin", required=True, help="apiserver-standin binary")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--policies", default=os.path.join(ROOT, "policies"))
+    args = ap.parse_args()
+
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    chk = Checks()
+    procs = []
+    started = time.monotonic()
+    try:
+        run(args, work, chk, procs)
+    except Exception as e:  # report, still print the summary
+        import traceback
+        traceback.print_exc()
+        chk.check("common", "harness ran to the end", False, repr(e))
+    finally:
+        for p in procs:
+            p.stop()
+    total_ok = total_bad = 0
+    for scope in args.versions + ["common"]:
+        ok, bad = chk.count(scope)
+        total_ok += ok
+        total_bad += bad
+    for scope in args.versions:
+        secs = TIMES.get(scope, 0.0)
+        ok, bad = chk.count(scope)
+        print(f"e2e spark {scope}: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
+              f"(cluster + client mode, webhook down under Fail and Ignore) in {secs:.1f}s")
+    ok, bad = chk.count("common")
+    print(f"e2e common: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
+          f"(non-Spark pod, excluded namespace, dry run, recorded fixtures, keep-alive); total {time.monotonic() - started:.1f}s; logs in {work}")
+    print(f"{total_ok} passed, {total_bad} failed")
+    return 0 if total_bad == 0 and total_ok > 0 else 1
+
+
+TIMES = {}
+
+
+def run(args, work, chk, procs):
+    # Certificates from our own CLI, for the in-cluster service name.
+    certs = os.path.join(work, "certs")
+    subprocess.run([args.server, "certs", "--service", "spark-admission", "--namespace", "spark-admission",
+                    "--out", certs], check=True, stdout=subprocess.DEVNULL)
+    # The webhook configuration, rendered from manifests/ (base: Fail; with the fail-open
+    # component: Ignore).
+    base = os.path.join(work, "rendered-base.yaml")
+    with open(base, "w") as out:
+        subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "manifests")], check=True, stdout=out)
+    fo_dir = os.path.join(work, "fail-open")
+    os.makedirs(fo_dir)
+    with open(os.path.join(fo_dir, "kustomization.yaml"), "w") as fh:
+        rel = os.path.relpath(os.path.join(ROOT, "manifests"), fo_dir)
+        fh.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                 f"resources:\n  - {rel}\ncomponents:\n  - {rel}/components/fail-open\n")
+    fail_open = os.path.join(work, "rendered-fail-open.yaml")
+    with open(fail_open, "w") as out:
+        subprocess.run(["kubectl", "kustomize", fo_dir], check=True, stdout=out)
+
+    # The example policies exactly as shipped (one platform pair enabled, the rest Off), as
+    # the server sees them in the cluster: the files of the ConfigMap generated by the root
+    # kustomization, written out flat like the kubelet's volume.
+    pol_dir = args.policies
+    if os.path.abspath(pol_dir) == os.path.join(ROOT, "policies") and os.path.exists(os.path.join(ROOT, "kustomization.yaml")):
+        rendered = subprocess.run(["kubectl", "kustomize", ROOT], check=True, capture_output=True, text=True).stdout
+        cms = [d for d in yaml.safe_load_all(rendered)
+               if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "spark-admission-policies"]
+        pol_dir = os.path.join(work, "policies-configmap")
+        os.makedirs(pol_dir)
+        for key, text in (cms[0].get("data") or {}).items() if cms else []:
+            with open(os.path.join(pol_dir, key), "w") as fh:
+                fh.write(text)
+        in_git = sorted(p["metadata"]["name"] for p in load_policies(args.policies))
+        in_cm = sorted(p["metadata"]["name"] for p in load_policies(pol_dir))
+        chk.check("common", "policies ConfigMap holds every policy in policies/", in_git == in_cm,
+                  f"policies/ {in_git} vs ConfigMap {in_cm}")
+    policies = load_policies(pol_dir)
+    provider = active_provider(policies)
+    enforced = [p["metadata"]["name"] for p in policies if mode(p) == "Enforce"]
+    log(f"platform {provider}; enforced policies {enforced}")
+    kinds = {k for p in policies if mode(p) == "Enforce" for k in p["spec"]}
+    chk.check("common", "example policies: a tainted-spot platform pair, local dirs, secret env, memory",
+              provider in ("aks", "gke") and {"placement", "localDirs", "secretEnv", "memory"} <= kinds,
+              f"{provider} {sorted(kinds)}")
+
+    port, admin = free_port(), free_port()
+    server = Proc("server", [args.server, "serve", "--policies", pol_dir,
+                             "--cert", os.path.join(certs, "tls.crt"), "--key", os.path.join(certs, "tls.key"),
+                             "--addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
+                             "--drain-delay", "0s", "--shutdown-timeout", "2s", "--log-format", "text"], work)
+    procs.append(server)
+    wait_until("server ready", lambda: http("GET", f"http://127.0.0.1:{admin}/readyz")[0] == 200)
+    standin = Standin("standin-fail", args, work, base, os.path.join(certs, "ca.crt"), port)
+    procs.append(standin.proc)
+    cfg = standin.get("config")
+    chk.check("common", "base webhook config: failurePolicy Fail", cfg and cfg[0]["failurePolicy"] == "Fail", json.dumps(cfg))
+
+    for v in args.versions:
+        t0 = time.monotonic()
+        rc, out = submit_cluster(args, v, standin.url, work, f"e2e-cluster-{v.replace('.', '')}")
+        cluster_app = app_id_from(out)
+        chk.check(v, "cluster-mode spark-submit succeeds", rc == 0 and cluster_app, f"rc={rc}\n{out[-2000:]}")
+        rc, out = submit_client(args, v, standin.url, work, f"e2e-client-{v.replace('.', '')}")
+        client_app = app_id_from(out)
+        chk.check(v, "client-mode driver gets its executors admitted", rc == 0 and client_app, f"rc={rc}\n{out[-3000:]}")
+        pods = standin.get("pods")
+        calls = standin.get("calls")
+        drivers = [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == cluster_app
+                   and p["metadata"]["labels"].get("spark-role") == "driver"]
+        execs = [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == client_app
+                 and p["metadata"]["labels"].get("spark-role") == "executor"]
+        chk.check(v, "one driver pod stored", len(drivers) == 1, str(len(drivers)))
+        chk.check(v, "two executor pods stored", len(execs) == 2, str(len(execs)))
+        chk.check(v, f"pods carry spark-version {v}",
+                  all(p["metadata"]["labels"].get("spark-version") == v for p in drivers + execs), "")
+        for p in drivers + execs:
+            check_spark_pod(chk, v, p, policies, provider, calls)
+        TIMES[v] = time.monotonic() - t0
+
+    # Non-Spark pod in the same namespace: never sent, stored as defaulted.
+    calls_before = len(standin.get("calls"))
+    sent = plain_pod("web-1", {"app": "web"})
+    code, stored = standin.create_pod(NAMESPACE, sent)
+    chk.check("common", "non-Spark pod admitted", code == 201, json.dumps(stored)[:500])
+    chk.check("common", "non-Spark pod untouched (never sent to the webhook)",
+              code == 201 and defaulted_equal(stored, sent) and len(standin.get("calls")) == calls_before, "")
+    # Spark-labelled pod in kube-system: excluded by namespaceSelector.
+    sent = plain_pod("spark-in-kube-system", {"spark-role": "executor", "spark-app-selector": "spark-sys"})
+    code, stored = standin.create_pod("kube-system", sent)
+    chk.check("common", "Spark pod in kube-system admitted without a webhook call",
+              code == 201 and defaulted_equal(stored, sent) and len(standin.get("calls")) == calls_before,
+              f"{code} calls {len(standin.get('calls')) - calls_before}")
+    # A dry-run create of a Spark pod: the webhook is called (sideEffects: None) and patches,
+    # nothing is stored.
+    sent = plain_pod("spark-dry-run", {"spark-role": "executor", "spark-app-selector": "spark-dry"})
+    sent["spec"]["containers"][0]["name"] = "spark-kubernetes-executor"
+    code, answered = http("POST", f"{standin.url}/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All", sent)
+    dry_calls = [c for c in standin.get("calls") if c["name"] == "spark-dry-run"]
+    chk.check("common", "dry-run Spark pod: webhook called with dryRun, patched, not stored",
+              code == 201 and ANNOTATION in (answered["metadata"].get("annotations") or {})
+              and dry_calls and all(c["dry_run"] for c in dry_calls)
+              and not any(p["metadata"]["name"] == "spark-dry-run" for p in standin.get("pods")),
+              f"{code} {json.dumps(dry_calls)[:500]}")
+    # Every recorded Spark pod in tests/fixtures (pod templates with sidecars, submitter
+    # local dirs, literal env clashing with a secret env policy...) goes through the chain:
+    # admitted (the patch applies and the result validates), the right policies named, and
+    # the patch idempotent.
+    fixtures = os.path.join(ROOT, "tests", "fixtures")
+    for f in sorted(os.listdir(fixtures)) if os.path.isdir(fixtures) else []:
+        if not f.endswith(".json"):
+            continue
+        with open(os.path.join(fixtures, f)) as fh:
+            pod = json.load(fh)
+        ns = pod["metadata"].get("namespace") or "default"
+        code, stored = standin.create_pod(ns, pod)
+        ok = code == 201
+        detail = json.dumps(stored)[:600]
+        if ok:
+            ann = (stored["metadata"].get("annotations") or {}).get(ANNOTATION, "")
+            want = sorted(p["metadata"]["name"] for p in applicable(policies, stored))
+            mine = [c for c in standin.get("calls") if c["name"] == pod["metadata"]["name"]]
+            ok = (sorted(a for a in ann.split(",") if a) == want
+                  and [c["outcome"] for c in mine] == ["patched", "allowed"])
+            detail = f"annotation {ann!r} want {want}; calls {[(c['outcome'], c['error']) for c in mine]}"
+        chk.check("common", f"fixture {f}: admitted, valid, right policies, idempotent", ok, detail)
+    stats = standin.get("stats")
+    log(f"stand-in stats: {stats}")
+    chk.check("common", "webhook connections kept alive and reused",
+              stats["webhookConnectionsOpened"] * 2 <= stats["webhookCalls"], json.dumps(stats))
+
+    # Webhook stopped: the base (Fail) rejects Spark pods, the fail-open component admits them
+    # unmodified. Both with real spark-submit.
+    server.stop()
+    chk.check("common", "server exits on SIGTERM", server.p.returncode == 0, f"rc={server.p.returncode}")
+    standin_open = Standin("standin-ignore", args, work, fail_open, os.path.join(certs, "ca.crt"), port)
+    procs.append(standin_open.proc)
+    cfg = standin_open.get("config")
+    chk.check("common", "fail-open webhook config: failurePolicy Ignore", cfg and cfg[0]["failurePolicy"] == "Ignore", json.dumps(cfg))
+    for v in args.versions:
+        t0 = time.monotonic()
+        name = f"e2e-down-{v.replace('.', '')}"
+        rc, out = submit_cluster(args, v, standin.url, work, name + "-fail")
+        chk.check(v, "webhook down + Fail: spark-submit fails with the API server's error",
+                  rc not in (0, "timeout") and f'failed calling webhook "{WEBHOOK}"' in out,
+                  f"rc={rc}\n{out[-1500:]}")
+        rej = [r for r in standin.get("rejections") if r["name"].startswith(name + "-fail")]
+        chk.check(v, "webhook down + Fail: driver rejected with 500 InternalError",
+                  rej and rej[-1]["code"] == 500 and rej[-1]["message"].startswith("Internal error occurred: failed calling webhook"),
+                  json.dumps(rej))
+        rc, out = submit_cluster(args, v, standin_open.url, work, name + "-ignore")
+        app = app_id_from(out)
+        chk.check(v, "webhook down + Ignore: spark-submit succeeds", rc == 0 and app, f"rc={rc}\n{out[-1500:]}")
+        drv = [p for p in standin_open.get("pods") if p["metadata"]["labels"].get("spark-app-selector") == app]
+        chk.check(v, "webhook down + Ignore: driver admitted unmodified",
+                  len(drv) == 1 and ANNOTATION not in (drv[0]["metadata"].get("annotations") or {})
+                  and "affinity" not in drv[0]["spec"]
+                  and any(v2["name"].startswith("spark-local-dir-") and "emptyDir" in v2 for v2 in drv[0]["spec"]["volumes"]),
+                  json.dumps(drv)[:800])
+        oc = [c["outcome"] for c in standin_open.get("calls")
+              if c["name"].startswith(name + "-ignore") and not c["reinvocation"]]
+        chk.check(v, "webhook down + Ignore: the call failed open", oc == ["failed-open"], str(oc))
+        TIMES[v] += time.monotonic() - t0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

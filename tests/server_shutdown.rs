@@ -1,0 +1,262 @@
+//! The built binary under SIGTERM while requests flow, and its logs.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::server::*;
+use http_body_util::BodyExt as _;
+use hyper::body::{Bytes, Frame};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+const DRAIN: Duration = Duration::from_millis(600);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn spawn_binary(dir: &Path, pki: &Pki, policies: &[(&str, &str)]) -> Binary {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
+    std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
+    write_policies(&dir.join("policies"), policies);
+    let mut args: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
+    args.extend(["--key".into(), tls.join("tls.key").into()]);
+    args.extend(["--drain-delay", "600ms", "--shutdown-timeout", "5s"].map(Into::into));
+    Binary::serve(dir, &args)
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    answered: Vec<(String, Duration)>,
+    refused_connections: usize,
+    unanswered_sends: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_every_accepted_request_is_answered() {
+    let dir = TempDir::new("sigterm");
+    let pki = Pki::new();
+    let mut bin = spawn_binary(dir.path(), &pki, &[("p.yaml", TEST_POLICIES)]);
+    let client = client_tls(pki.ca.cert_pem(), None, &[b"http/1.1"]);
+    let admin = bin.admin_addr;
+    eventually(Duration::from_secs(10), "ready", || async move {
+        matches!(admin_get(admin, "/readyz").await, Ok((StatusCode::OK, _)))
+    })
+    .await;
+
+    let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
+    let t0 = Arc::new(Mutex::new(None::<Instant>));
+    let mut workers = vec![];
+    for w in 0..3 {
+        let (client, pod, addr, t0) = (client.clone(), pod.clone(), bin.addr, t0.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seen = Seen::default();
+            let mut conn: Option<H1> = None;
+            for n in 0.. {
+                let reusable = match conn.take() {
+                    Some(mut c) => c.ready().await.then_some(c),
+                    None => None,
+                };
+                let mut c = match reusable {
+                    Some(c) => c,
+                    None => match H1::connect(addr, client.clone()).await {
+                        Ok(c) => c,
+                        Err(_) => {
+                            // Refused (or cut during the handshake): the server stopped
+                            // accepting. Nothing was sent.
+                            seen.refused_connections += 1;
+                            if t0.lock().unwrap().is_some() {
+                                break;
+                            }
+                            continue;
+                        }
+                    },
+                };
+                let uid = format!("w{w}-{n}");
+                let body = json_bytes(&admission_review(&uid, "CREATE", Some(&pod), false));
+                match c
+                    .post("/mutate?timeout=10s", Some("application/json"), body)
+                    .await
+                {
+                    Ok(answer) => {
+                        let r = answer.review_response();
+                        assert_eq!(r["uid"], uid.as_str());
+                        assert!(r["patch"].is_string());
+                        let since = t0.lock().unwrap().map(|t| t.elapsed()).unwrap_or_default();
+                        seen.answered.push((uid, since));
+                        conn = Some(c);
+                    }
+                    Err(_) => seen.unanswered_sends += 1,
+                }
+            }
+            seen
+        }));
+    }
+
+    // A kept-alive connection idle through the whole shutdown: it must be closed by the
+    // server at the end of the drain delay, not held until the shutdown timeout.
+    let mut idle = H1::connect(bin.addr, client.clone()).await.unwrap();
+
+    eventually(Duration::from_secs(10), "traffic", || {
+        let logs = bin.logs.clone();
+        async move {
+            logs.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("\"admission\""))
+                .count()
+                > 30
+        }
+    })
+    .await;
+
+    bin.sigterm();
+    let started = Instant::now();
+    *t0.lock().unwrap() = Some(started);
+
+    // Not ready at once (well within the drain delay), while the admin port still answers.
+    eventually(DRAIN / 2, "/readyz fails after SIGTERM", || async move {
+        matches!(admin_get(admin, "/readyz").await,
+            Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if body.contains("shutting down"))
+    })
+    .await;
+
+    // An in-flight request spanning the moment the server stops accepting: headers now, the
+    // rest of the body after the drain delay. It must still be answered.
+    let tls = tls_connect(bin.addr, client.clone()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = json_bytes(&admission_review("slow", "CREATE", Some(&pod), false));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let half = body.len() / 2;
+    tx.send(Ok::<_, std::io::Error>(Frame::data(
+        Bytes::copy_from_slice(&body[..half]),
+    )))
+    .unwrap();
+    let req = Request::post("/mutate?timeout=10s")
+        .header("host", SERVICE_DNS)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(ChannelBody(rx))
+        .unwrap();
+    let slow = tokio::spawn(async move {
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes)
+    });
+    tokio::time::sleep(DRAIN + Duration::from_millis(300)).await;
+    tx.send(Ok(Frame::data(Bytes::copy_from_slice(&body[half..]))))
+        .unwrap();
+    let (status, bytes) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["response"]["uid"], "slow");
+
+    tokio::time::timeout(Duration::from_secs(2), idle.closed())
+        .await
+        .expect("idle keep-alive connection closed after the drain delay");
+
+    let exit = bin
+        .wait_exit(DRAIN + SHUTDOWN_TIMEOUT + Duration::from_secs(3))
+        .await;
+    let took = started.elapsed();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        took < DRAIN + Duration::from_secs(3),
+        "nothing was stuck, so the exit should come soon after the drain: {took:?}"
+    );
+
+    let mut answered = HashSet::new();
+    let mut during_drain = 0;
+    for w in workers {
+        let seen = w.await.unwrap();
+        assert!(
+            seen.refused_connections > 0,
+            "workers end on a refused connection"
+        );
+        // A request can only go unanswered if the server never read it.
+        let _ = seen.unanswered_sends;
+        for (uid, since) in seen.answered {
+            if since > Duration::ZERO && since < DRAIN {
+                during_drain += 1;
+            }
+            answered.insert(uid);
+        }
+    }
+    answered.insert("slow".to_string());
+    assert!(
+        during_drain > 0,
+        "requests are served during the drain delay"
+    );
+
+    // Every admission the server logged (i.e. every request it accepted) reached its client.
+    let logs = bin.logs.lock().unwrap().clone();
+    let mut logged = 0;
+    for line in &logs {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["fields"]["message"] == "admission" {
+            let uid = v["span"]["uid"].as_str().unwrap().to_string();
+            assert!(
+                answered.contains(&uid),
+                "server accepted {uid} but the client got no answer"
+            );
+            logged += 1;
+        }
+    }
+    assert!(logged > 30);
+    assert!(logs.iter().any(|l| l.contains("stopped accepting")));
+    assert!(logs.iter().any(|l| l.contains("server stopped")));
+}
+
+/// A request body fed from a channel; the test decides when data comes.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Result<Frame<Bytes>, std::io::Error>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_set_is_logged_with_file_and_line_and_keeps_the_server_unready() {
+    let dir = TempDir::new("bad-policies");
+    let pki = Pki::new();
+    let bad = "apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicy\nmetadata: {name: x}\nspec:\n  match: {roles: [executor]}\n  colour: blue\n";
+    let mut bin = spawn_binary(dir.path(), &pki, &[("bad.yaml", bad)]);
+    let (status, body) = admin_get(bin.admin_addr, "/readyz").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("no valid policy set"), "{body}");
+    let logs = bin.logs.clone();
+    eventually(Duration::from_secs(5), "policy error logged", || {
+        let logs = logs.clone();
+        async move {
+            logs.lock().unwrap().iter().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                    v["fields"]["message"] == "invalid policy"
+                        && v["fields"]["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("bad.yaml:6:"))
+                })
+            })
+        }
+    })
+    .await;
+    bin.sigterm();
+    let exit = bin.wait_exit(DRAIN + SHUTDOWN_TIMEOUT).await;
+    assert!(exit.success());
+}

@@ -4,8 +4,8 @@
 #   docker build -t registry.example.com/spark-admission:0.1.0 .
 
 # --- build ---------------------------------------------------------------------------------
-# Debian (glibc) builder: glibc's allocator holds up under many concurrent requests better
-# than musl's, and the C parts of the TLS stack build with the stock toolchain.
+# Debian 12 (glibc) builder, matching the distroless runtime below; the C parts (ring, mimalloc)
+# build with its stock toolchain. 1.89 is the crate's rust-version.
 FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -32,6 +32,19 @@ pub enum CertError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a usable {what}: {source}")]
+    Parse {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
 }
 
 /// A PEM certificate (possibly a chain) and its PEM private key.
@@ -83,6 +96,33 @@ impl CertAuthority {
         Ok(CertAuthority {
             issuer: Issuer::new(params, key),
             cert_pem: cert.pem(),
+            key_pem,
+        })
+    }
+
+    /// An existing CA from its PEM certificate and key files (as `certs` wrote them).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<CertAuthority, CertError> {
+        let read = |path: &Path| {
+            fs::read_to_string(path).map_err(|source| CertError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
+        let key = KeyPair::from_pem(&key_pem).map_err(|source| CertError::Parse {
+            path: key_path.to_path_buf(),
+            what: "private key",
+            source,
+        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| CertError::Parse {
+                path: cert_path.to_path_buf(),
+                what: "CA certificate (or it does not match the key)",
+                source,
+            })?;
+        Ok(CertAuthority {
+            issuer,
+            cert_pem,
             key_pem,
         })
     }
@@ -207,6 +247,11 @@ pub struct CertsArgs {
     /// Validity of the serving certificate in days.
     #[arg(long, default_value_t = 365)]
     pub days: i64,
+    /// Keep the CA already in the output directory (ca.crt, ca.key) and issue only a new
+    /// serving certificate: routine rotation, the caBundle stays valid. Without it, or when
+    /// there is no CA yet, a new CA is made.
+    #[arg(long)]
+    pub reuse_ca: bool,
 }
 
 /// Paths written by [`write_webhook_certs`].
@@ -224,10 +269,15 @@ pub struct WrittenCerts {
 pub fn run_certs(args: &CertsArgs) -> Result<WrittenCerts, CertError> {
     let mut names = service_dns_names(&args.service, &args.namespace);
     names.extend(args.extra_names.iter().cloned());
-    let ca = CertAuthority::generate(&format!(
-        "spark-admission CA ({}.{})",
-        args.service, args.namespace
-    ))?;
+    let (ca_cert, ca_key) = (args.out.join("ca.crt"), args.out.join("ca.key"));
+    let ca = if args.reuse_ca && ca_cert.exists() && ca_key.exists() {
+        CertAuthority::load(&ca_cert, &ca_key)?
+    } else {
+        CertAuthority::generate(&format!(
+            "spark-admission CA ({}.{})",
+            args.service, args.namespace
+        ))?
+    };
     let serving = ca.issue_server(&names, args.days)?;
     let mut written = write_bundle(&args.out, &ca, &serving)?;
     let patch_path = args.out.join("cabundle-patch.yaml");
@@ -364,6 +414,7 @@ mod tests {
             out: dir.clone(),
             extra_names: vec![],
             days: 30,
+            reuse_ca: false,
         })
         .unwrap();
         for p in [
@@ -380,6 +431,54 @@ mod tests {
             let mode = fs::metadata(&written.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // Routine rotation: same CA, new serving certificate signed by it.
+        let ca_before = fs::read(&written.ca_cert).unwrap();
+        let cert_before = fs::read(&written.cert).unwrap();
+        let args = |reuse_ca| CertsArgs {
+            service: "svc".into(),
+            namespace: "ns".into(),
+            out: dir.clone(),
+            extra_names: vec![],
+            days: 30,
+            reuse_ca,
+        };
+        run_certs(&args(true)).unwrap();
+        assert_eq!(fs::read(&written.ca_cert).unwrap(), ca_before);
+        let rotated = fs::read(&written.cert).unwrap();
+        assert_ne!(rotated, cert_before);
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(&rotated)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            chain[1],
+            CertificateDer::from_pem_slice(&ca_before).unwrap()
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(chain[1].clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        use rustls::client::danger::ServerCertVerifier as _;
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &[],
+                &rustls::pki_types::ServerName::try_from("svc.ns.svc").unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .expect("the rotated certificate chains to the kept CA");
+        // Without --reuse-ca a new CA is made.
+        run_certs(&args(false)).unwrap();
+        assert_ne!(fs::read(&written.ca_cert).unwrap(), ca_before);
+        // A damaged CA key is a clear error, not a new CA.
+        fs::write(&written.ca_key, "not a key").unwrap();
+        let e = run_certs(&args(true)).unwrap_err().to_string();
+        assert!(e.contains("ca.key is not a usable private key"), "{e}");
+
         let dev = dir.join("dev");
         let (_, created) = ensure_dev_certs(&dev).unwrap();
         assert!(created);

@@ -422,20 +422,6 @@ async fn a_body_over_the_limit_without_content_length_is_refused() {
     s.stop().await;
 }
 
-/// A request body fed from a channel; the test decides when data comes.
-struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Result<Frame<Bytes>, std::io::Error>>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_timeout_is_honoured() {
     let s = server("timeout").await;

@@ -218,20 +218,6 @@ async fn sigterm_drains_and_every_accepted_request_is_answered() {
     assert!(logs.iter().any(|l| l.contains("server stopped")));
 }
 
-/// A request body fed from a channel; the test decides when data comes.
-struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Result<Frame<Bytes>, std::io::Error>>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_policy_set_is_logged_with_file_and_line_and_keeps_the_server_unready() {
     let dir = TempDir::new("bad-policies");

@@ -428,6 +428,11 @@ mod tests {
         })
     }
 
+    fn node_affinity(pod: &Pod) -> NodeAffinity {
+        let affinity = pod.spec.as_ref().unwrap().affinity.as_ref().unwrap();
+        affinity.node_affinity.clone().unwrap()
+    }
+
     fn placement(yaml: &str) -> Placement {
         serde_saphyr::from_str(yaml).unwrap()
     }
@@ -502,16 +507,7 @@ mod tests {
             &mut Report::default(),
         )
         .unwrap();
-        let na = pod
-            .spec
-            .as_ref()
-            .unwrap()
-            .affinity
-            .as_ref()
-            .unwrap()
-            .node_affinity
-            .clone()
-            .unwrap();
+        let na = node_affinity(&pod);
         let preferred = na
             .preferred_during_scheduling_ignored_during_execution
             .unwrap();
@@ -636,16 +632,7 @@ mod tests {
             &mut Report::default(),
         )
         .unwrap();
-        let na = pod
-            .spec
-            .as_ref()
-            .unwrap()
-            .affinity
-            .as_ref()
-            .unwrap()
-            .node_affinity
-            .as_ref()
-            .unwrap();
+        let na = node_affinity(&pod);
         assert!(na
             .required_during_scheduling_ignored_during_execution
             .is_none());

@@ -93,6 +93,8 @@ pub struct Summary {
     pub role: Option<SparkRole>,
     pub outcome: Outcome,
     pub applied: Vec<String>,
+    /// Audit-mode policies that would have changed the pod.
+    pub audited: Vec<String>,
     pub dry_run: bool,
     /// Why the request was skipped or failed, for the log line.
     pub note: Option<String>,
@@ -269,6 +271,7 @@ pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
     };
     summary.role = evaluation.role;
     summary.applied = evaluation.applied.clone();
+    summary.audited = evaluation.audited.clone();
 
     let mut extras = ResponseExtras {
         warnings: evaluation
@@ -346,6 +349,7 @@ impl Summary {
             role: None,
             outcome,
             applied: vec![],
+            audited: vec![],
             dry_run: false,
             note: None,
         }

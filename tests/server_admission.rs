@@ -79,7 +79,7 @@ async fn spark_fixtures_get_a_patch_that_makes_a_valid_pod_and_is_idempotent() {
         2.0
     );
     assert!(
-        s.metric("spark_admission_policy_applications_total{policy=\"drivers-on-demand\"}")
+        s.metric("spark_admission_policy_applications_total{policy=\"drivers-on-demand\",mode=\"enforce\"}")
             .await
             >= 3.0,
         "each driver counted"

@@ -19,6 +19,9 @@ struct AdmissionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     policy: String,
+    /// `enforce`: the policy matched and was applied; `audit`: an Audit-mode policy that
+    /// would have changed the pod.
+    mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,7 +82,7 @@ impl Metrics {
         let policy_applications = Family::<PolicyLabels, Counter>::default();
         registry.register(
             "policy_applications",
-            "Pods a policy was applied to (enforced, matched)",
+            "Pods a policy applied to (mode=enforce) or would have changed (mode=audit)",
             policy_applications.clone(),
         );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
@@ -124,6 +127,7 @@ impl Metrics {
         outcome: Outcome,
         role: Option<SparkRole>,
         applied: &[String],
+        audited: &[String],
         seconds: f64,
     ) {
         self.admissions
@@ -133,10 +137,15 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(seconds);
-        for policy in applied {
+        let by_mode = applied
+            .iter()
+            .map(|p| (p, "enforce"))
+            .chain(audited.iter().map(|p| (p, "audit")));
+        for (policy, mode) in by_mode {
             self.policy_applications
                 .get_or_create(&PolicyLabels {
                     policy: policy.clone(),
+                    mode,
                 })
                 .inc();
         }
@@ -179,6 +188,7 @@ mod tests {
             Outcome::Patched,
             Some(SparkRole::Executor),
             &["executors-on-spot".to_string()],
+            &["memory-cap".to_string()],
             0.0002,
         );
         m.policy_reload(true, Some(3));
@@ -188,7 +198,8 @@ mod tests {
         for want in [
             "spark_admission_admissions_total{outcome=\"patched\",role=\"executor\"} 1",
             "spark_admission_admission_duration_seconds_bucket{le=\"0.00025\"} 1",
-            "spark_admission_policy_applications_total{policy=\"executors-on-spot\"} 1",
+            "spark_admission_policy_applications_total{policy=\"executors-on-spot\",mode=\"enforce\"} 1",
+            "spark_admission_policy_applications_total{policy=\"memory-cap\",mode=\"audit\"} 1",
             "spark_admission_policy_reloads_total{result=\"ok\"} 1",
             "spark_admission_certificate_reloads_total{result=\"failed\"} 1",
             "spark_admission_certificate_expiry_timestamp_seconds 1900000000",

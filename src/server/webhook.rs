@@ -99,9 +99,13 @@ async fn mutate(
         .await;
     let elapsed = started.elapsed();
     let s = &reply.summary;
-    state
-        .metrics
-        .admission(s.outcome, s.role, &s.applied, elapsed.as_secs_f64());
+    state.metrics.admission(
+        s.outcome,
+        s.role,
+        &s.applied,
+        &s.audited,
+        elapsed.as_secs_f64(),
+    );
     if let Some(uid) = &s.uid {
         span.record("uid", uid.as_str());
     }

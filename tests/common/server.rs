@@ -318,26 +318,14 @@ impl H1 {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
+        self.request(req.body(Full::new(Bytes::from(body)))?).await
+    }
+
+    pub async fn request(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, BoxError> {
         self.send
             .ready()
             .await
             .map_err(|e| format!("connection not ready: {e}"))?;
-        let resp = self
-            .send
-            .send_request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    pub async fn request(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, BoxError> {
-        self.send.ready().await?;
         let resp = self.send.send_request(req).await?;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -12,36 +12,54 @@ use super::{Policy, PolicyError, PolicyErrors, PolicySet};
 /// Largest policy file we read; policy files are small, a huge one is a mistake.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// The policy files under a directory as read: what the loader parses and what the server's
+/// reloader compares, so that it takes a set only once two reads agree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Snapshot(Vec<(PathBuf, Result<String, String>)>);
+
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
-    let at_dir = |message: String| {
+    load_snapshot(&read_dir(dir)?)
+}
+
+/// Read every policy file under `dir` (a file that cannot be read is kept as its error).
+pub fn read_dir(dir: &Path) -> Result<Snapshot, PolicyErrors> {
+    let mut files = vec![];
+    collect_files(dir, &mut files).map_err(|message| {
         PolicyErrors(vec![PolicyError {
             file: dir.to_path_buf(),
             line: 0,
             column: 0,
             message,
         }])
-    };
-    let mut files = vec![];
-    collect_files(dir, &mut files).map_err(at_dir)?;
+    })?;
     files.sort();
+    Ok(Snapshot(
+        files
+            .into_iter()
+            .map(|file| {
+                let text = read_policy_file(&file);
+                (file, text)
+            })
+            .collect(),
+    ))
+}
+
+/// Parse and validate a snapshot: all or nothing.
+pub fn load_snapshot(snapshot: &Snapshot) -> Result<PolicySet, PolicyErrors> {
     let mut sources = vec![];
     let mut errors = vec![];
-    for file in files {
-        match read_policy_file(&file) {
-            Ok(text) => sources.push((file, text)),
+    for (file, text) in &snapshot.0 {
+        match text {
+            Ok(text) => sources.push((file.as_path(), text.as_str())),
             Err(message) => errors.push(PolicyError {
-                file,
+                file: file.clone(),
                 line: 0,
                 column: 0,
-                message,
+                message: message.clone(),
             }),
         }
     }
-    let borrowed: Vec<(&Path, &str)> = sources
-        .iter()
-        .map(|(p, t)| (p.as_path(), t.as_str()))
-        .collect();
-    match (from_sources(&borrowed), errors.is_empty()) {
+    match (from_sources(&sources), errors.is_empty()) {
         (Ok(set), true) => Ok(set),
         (Ok(_), false) => Err(PolicyErrors(errors)),
         (Err(PolicyErrors(more)), _) => {
@@ -97,7 +115,19 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
     for (path, text) in sources {
         let path = path.as_ref();
         let file = path.display().to_string();
-        for doc in split_documents(text) {
+        let docs = split_documents(text);
+        if docs.is_empty() {
+            // A file caught mid-rewrite is empty for a moment: never a set of zero policies.
+            errors.push(PolicyError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: "holds no policy: the file is empty or only comments \
+                          (delete it, or add a policy)"
+                    .to_string(),
+            });
+        }
+        for doc in docs {
             let parsed: Result<PolicyDocument, _> = serde_saphyr::from_str_with_options(
                 &doc,
                 serde_saphyr::options! { with_snippet: false },

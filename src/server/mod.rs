@@ -261,11 +261,14 @@ pub async fn reload_certificate(state: &Arc<AppState>) -> Option<TlsError> {
 }
 
 /// Load the policy set again if the directory changed; log and count the result.
-pub async fn reload_policies(state: &Arc<AppState>) {
+pub async fn reload_policies(state: &Arc<AppState>, settle: Duration) {
     let s = state.clone();
-    let polled = tokio::task::spawn_blocking(move || s.policies.poll()).await;
+    let polled = tokio::task::spawn_blocking(move || s.policies.poll(settle)).await;
     match polled {
         Ok(PolicyPoll::Unchanged) => {}
+        Ok(PolicyPoll::Unsettled) => {
+            info!(dir = %state.policies.dir().display(), "policy files are being written; reading them again at the next poll")
+        }
         Ok(PolicyPoll::Loaded { generation, names }) => {
             info!(
                 generation,
@@ -366,7 +369,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if let Some(e) = reload_certificate(&state).await {
         return Err(ServerError::Certificate(e));
     }
-    reload_policies(&state).await;
+    let settle = reload::settle_time(config.reload_interval);
+    reload_policies(&state, settle).await;
 
     let listener = bind(config.addr, "admission, TLS").await?;
     let admin_listener = bind(config.admin_addr, "admin").await?;
@@ -390,7 +394,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(interval).await;
-                    reload_policies(&state).await;
+                    reload_policies(&state, settle).await;
                 }
             })
         },

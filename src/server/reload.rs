@@ -1,28 +1,33 @@
 //! The active policy set and its reload from the policy directory.
 //!
-//! The directory is polled and fingerprinted by content, following symlinks and skipping
-//! dot-entries. A ConfigMap volume is `name.yaml -> ..data/name.yaml` with `..data` an atomic
-//! symlink to a timestamped directory; the kubelet swaps `..data`, the files behind the
-//! visible names change, and the fingerprint with them. A set that fails to load is rejected
-//! whole and the last good one stays active.
+//! The directory is polled and its policy files read (following symlinks, skipping
+//! dot-entries, exactly as the loader does: [`crate::policy::load::read_dir`]). A ConfigMap
+//! volume is `name.yaml -> ..data/name.yaml` with `..data` an atomic symlink to a timestamped
+//! directory; the kubelet swaps `..data`, and the next poll sees new contents. A set is taken
+//! only when a second read, a moment later, finds the same contents (so a file caught in the
+//! middle of an in-place rewrite is never loaded), and only if it is valid as a whole;
+//! otherwise the last good set stays active.
 
 use std::collections::hash_map::DefaultHasher;
-use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use crate::policy::load::{load_snapshot, read_dir};
 use crate::policy::{PolicyErrors, PolicySet};
-
-/// Symlinked directories can loop; a policy tree is never this deep.
-const MAX_DEPTH: usize = 16;
 
 /// What a poll of the policy directory found.
 #[derive(Debug)]
 pub enum PolicyPoll {
     Unchanged,
-    Loaded { generation: u64, names: Vec<String> },
+    /// The contents changed between two reads (being written): try again at the next poll.
+    Unsettled,
+    Loaded {
+        generation: u64,
+        names: Vec<String>,
+    },
     Failed(PolicyErrors),
 }
 
@@ -58,21 +63,37 @@ impl PolicyStore {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// If the directory's content changed since the last poll, load it. Blocking.
-    pub fn poll(&self) -> PolicyPoll {
-        let mut hasher = DefaultHasher::new();
-        fingerprint(&self.dir, 0, &mut hasher);
-        let fp = hasher.finish();
-        {
-            let Ok(mut last) = self.last_seen.lock() else {
-                return PolicyPoll::Unchanged;
-            };
-            if *last == Some(fp) {
-                return PolicyPoll::Unchanged;
+    /// If the directory's contents changed since the last poll and read the same again after
+    /// `settle`, load them. Blocking (reads files, sleeps `settle`).
+    pub fn poll(&self, settle: Duration) -> PolicyPoll {
+        let first = read_dir(&self.dir);
+        let fingerprint = {
+            let mut hasher = DefaultHasher::new();
+            match &first {
+                Ok(snapshot) => snapshot.hash(&mut hasher),
+                Err(errors) => errors.to_string().hash(&mut hasher),
             }
-            *last = Some(fp);
+            hasher.finish()
+        };
+        let Ok(last) = self.last_seen.lock().map(|l| *l) else {
+            return PolicyPoll::Unchanged;
+        };
+        if last == Some(fingerprint) {
+            return PolicyPoll::Unchanged;
         }
-        match PolicySet::load_dir(&self.dir) {
+        let snapshot = match first {
+            Ok(snapshot) => snapshot,
+            Err(errors) => {
+                self.remember(fingerprint);
+                return PolicyPoll::Failed(errors);
+            }
+        };
+        std::thread::sleep(settle);
+        if read_dir(&self.dir).ok().as_ref() != Some(&snapshot) {
+            return PolicyPoll::Unsettled;
+        }
+        self.remember(fingerprint);
+        match load_snapshot(&snapshot) {
             Ok(set) => {
                 let names = set.names().to_vec();
                 if let Ok(mut current) = self.current.write() {
@@ -84,65 +105,108 @@ impl PolicyStore {
             Err(errors) => PolicyPoll::Failed(errors),
         }
     }
+
+    fn remember(&self, fingerprint: u64) {
+        if let Ok(mut last) = self.last_seen.lock() {
+            *last = Some(fingerprint);
+        }
+    }
 }
 
-/// Hash the names and contents of the files under `path`, in a stable order.
-fn fingerprint(path: &Path, depth: usize, hasher: &mut DefaultHasher) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    let entries = match fs::read_dir(path) {
-        Ok(rd) => rd,
-        Err(e) => {
-            (path, e.kind() as u32, e.to_string()).hash(hasher);
-            return;
-        }
-    };
-    let mut names: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .filter(|n| !n.to_string_lossy().starts_with('.'))
-        .collect();
-    names.sort();
-    for name in names {
-        let child = path.join(&name);
-        name.hash(hasher);
-        // fs::metadata follows symlinks, as the loader does.
-        match fs::metadata(&child) {
-            Ok(m) if m.is_dir() => fingerprint(&child, depth + 1, hasher),
-            Ok(_) => match fs::read(&child) {
-                Ok(bytes) => bytes.hash(hasher),
-                Err(e) => e.to_string().hash(hasher),
-            },
-            Err(e) => e.to_string().hash(hasher),
-        }
-    }
+/// How long a reload waits before reading the directory a second time: long enough for a
+/// writer to be caught in the act, short against the poll interval.
+pub fn settle_time(interval: Duration) -> Duration {
+    (interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(250))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    const POLICY: &str = "apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicy\n\
+                          metadata: {name: p}\nspec: {match: {roles: [driver]}, \
+                          tolerations: [{key: k, operator: Exists}]}\n";
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sa-reload-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
-    fn fingerprint_follows_symlink_swaps_and_ignores_dot_entries() {
-        let dir = std::env::temp_dir().join(format!("sa-reload-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+    fn a_kubelet_symlink_swap_is_loaded_and_dot_entries_are_not_read_twice() {
+        let dir = temp_dir("swap");
         fs::create_dir_all(dir.join("..v1")).unwrap();
         fs::create_dir_all(dir.join("..v2")).unwrap();
-        fs::write(dir.join("..v1/p.yaml"), "a: 1").unwrap();
-        fs::write(dir.join("..v2/p.yaml"), "a: 2").unwrap();
+        fs::write(dir.join("..v1/p.yaml"), POLICY).unwrap();
+        fs::write(
+            dir.join("..v2/p.yaml"),
+            POLICY.replace("name: p", "name: q"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/p.yaml", dir.join("p.yaml")).unwrap();
-        let fp = || {
-            let mut h = DefaultHasher::new();
-            fingerprint(&dir, 0, &mut h);
-            h.finish()
-        };
-        let first = fp();
-        assert_eq!(first, fp());
+        let store = PolicyStore::new(dir.clone());
+        assert!(
+            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 1, ref names } if names == &["p"])
+        );
+        assert!(matches!(store.poll(Duration::ZERO), PolicyPoll::Unchanged));
         std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
         fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
-        assert_ne!(first, fp());
+        assert!(
+            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 2, ref names } if names == &["q"])
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_truncated_file_never_becomes_the_active_set() {
+        let dir = temp_dir("partial");
+        let file = dir.join("p.yaml");
+        fs::write(&file, POLICY).unwrap();
+        let store = PolicyStore::new(dir.clone());
+        assert!(matches!(
+            store.poll(Duration::ZERO),
+            PolicyPoll::Loaded { .. }
+        ));
+        for partial in ["", "# only a comment\n", &POLICY[..POLICY.len() / 2]] {
+            fs::write(&file, partial).unwrap();
+            assert!(
+                matches!(store.poll(Duration::ZERO), PolicyPoll::Failed(_)),
+                "{partial:?} must be rejected"
+            );
+            assert_eq!(store.current().unwrap().names(), ["p"]);
+            assert_eq!(store.generation(), 1);
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn contents_that_change_between_two_reads_are_not_loaded() {
+        let dir = temp_dir("unsettled");
+        let file = dir.join("p.yaml");
+        fs::write(&file, POLICY).unwrap();
+        let store = Arc::new(PolicyStore::new(dir.clone()));
+        // A writer rewrites the file in place while the store waits for its second read.
+        let writer = {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                fs::write(&file, POLICY.replace("name: p", "name: r")).unwrap();
+            })
+        };
+        assert!(matches!(
+            store.poll(Duration::from_millis(300)),
+            PolicyPoll::Unsettled
+        ));
+        writer.join().unwrap();
+        assert!(store.current().is_none());
+        // Settled now: the next poll takes it.
+        assert!(
+            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { ref names, .. } if names == &["r"])
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -190,7 +190,7 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
         let mounts = c.volume_mounts.clone().unwrap_or_default();
         for m in &mounts {
             assert!(
-                volumes.contains(&m.name.as_str()),
+                unique.contains(&m.name.as_str()),
                 "{context}: container {} mounts missing volume {}",
                 c.name,
                 m.name
@@ -271,4 +271,44 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
             "{context}: SPARK_LOCAL_DIRS vs local-dir mounts"
         );
     }
+}
+
+/// What a hostile tenant can send (well under the API server's 3 MiB request limit): the
+/// recorded Python executor, as the API server hands it over, with `env` extra env vars
+/// between `SPARK_LOCAL_DIRS` (moved first) and the rest, and `volumes` extra emptyDir
+/// volumes (each mounted in the Spark container) between Spark's own `spark-local-dir-1`
+/// (moved first) and the rest. Policies change the first entries and append at the end, so
+/// the whole list lies between two changes.
+pub fn hostile_executor(env: usize, volumes: usize) -> Value {
+    let mut pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
+    let container = &mut pod["spec"]["containers"][0];
+    let vars = container["env"].as_array_mut().unwrap();
+    let at = vars
+        .iter()
+        .position(|e| e["name"] == "SPARK_LOCAL_DIRS")
+        .unwrap();
+    let local_dirs = vars.remove(at);
+    let filler = (0..env).map(|i| json!({"name": format!("TENANT_VAR_{i}"), "value": "x"}));
+    let rest = std::mem::take(vars);
+    *vars = std::iter::once(local_dirs)
+        .chain(filler)
+        .chain(rest)
+        .collect();
+    let mounts = container["volumeMounts"].as_array_mut().unwrap();
+    let extra_mounts = (0..volumes)
+        .map(|i| json!({"name": format!("tenant-vol-{i}"), "mountPath": format!("/tenant/{i}")}));
+    mounts.splice(1..1, extra_mounts);
+    let vols = pod["spec"]["volumes"].as_array_mut().unwrap();
+    let at = vols
+        .iter()
+        .position(|v| v["name"] == "spark-local-dir-1")
+        .unwrap();
+    let local_dir = vols.remove(at);
+    let extra = (0..volumes).map(|i| json!({"name": format!("tenant-vol-{i}"), "emptyDir": {}}));
+    let rest = std::mem::take(vols);
+    *vols = std::iter::once(local_dir)
+        .chain(extra)
+        .chain(rest)
+        .collect();
+    pod
 }

@@ -501,7 +501,8 @@ impl Binary {
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
+            // Every admission logged (they are `debug`).
+            .env("RUST_LOG", "info,spark_admission::server::webhook=debug")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

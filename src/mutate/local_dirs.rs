@@ -20,14 +20,6 @@ use crate::policy::model::{AccessMode, EmptyDirMedium, LocalDirVolume};
 use crate::policy::LocalDirsPolicy;
 use crate::spark_pod::{self, LOCAL_DIRS_ENV, LOCAL_DIR_PREFIX};
 
-/// Where the `n`-th (1-based) local dir is mounted.
-pub fn mount_path_for(v: &LocalDirVolume, n: u32) -> String {
-    v.mount_path
-        .as_ref()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| format!("/var/data/spark-local-dir-{n}"))
-}
-
 fn volume_for(v: &LocalDirVolume, name: String) -> Volume {
     let mut vol = Volume {
         name,
@@ -95,7 +87,7 @@ pub fn apply(
             let n = i as u32 + 1;
             (
                 volume_for(v, format!("{LOCAL_DIR_PREFIX}{n}")),
-                mount_path_for(v, n),
+                v.mount_path_for(n),
             )
         })
         .collect();

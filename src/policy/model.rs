@@ -241,6 +241,19 @@ pub struct LocalDirVolume {
     pub mount_path: Option<AbsolutePath>,
 }
 
+/// Where the `n`-th local dir is mounted when a policy gives no `mountPath`.
+pub const DEFAULT_LOCAL_DIR_MOUNT_PREFIX: &str = "/var/data/spark-local-dir-";
+
+impl LocalDirVolume {
+    /// Where this volume is mounted as the `n`-th (1-based) local dir.
+    pub fn mount_path_for(&self, n: u32) -> String {
+        self.mount_path
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| format!("{DEFAULT_LOCAL_DIR_MOUNT_PREFIX}{n}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostPathSource {

@@ -156,7 +156,7 @@ pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
             if let Err(e) = check_local_dir(&v.value) {
                 issues.at(v, format!("localDirs.volumes[{i}]: {e}"));
             }
-            let path = crate::mutate::local_dirs::mount_path_for(&v.value, i as u32 + 1);
+            let path = v.value.mount_path_for(i as u32 + 1);
             if !paths.insert(path.clone()) {
                 issues.at(
                     v,

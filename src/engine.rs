@@ -104,7 +104,7 @@ pub fn evaluate(
     pod: &Value,
     namespace: Option<&str>,
 ) -> Result<Evaluation, PodError> {
-    if !matches!(raw_role(pod), Some("driver" | "executor")) {
+    if raw_role(pod).and_then(SparkRole::from_label).is_none() {
         if !pod.is_object() || pod.get("kind").is_some_and(|k| k != "Pod") {
             read_pod(pod)?;
         }

@@ -35,7 +35,7 @@ pub fn select<'a>(set: &'a PolicySet, pod: PodFacts<'_>) -> (Vec<&'a Policy>, Ve
 }
 
 pub fn matches(m: &MatchSpec, pod: PodFacts<'_>) -> bool {
-    m.roles.value.contains(&pod.role)
+    m.roles.value.iter().any(|r| r.covers(pod.role))
         && (m.namespaces.is_empty() || m.namespaces.iter().any(|p| p.matches(pod.namespace)))
         && !m
             .exclude_namespaces

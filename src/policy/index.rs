@@ -7,12 +7,13 @@ use super::{Mode, Policy};
 use crate::spark_pod::SparkRole;
 
 /// Which policies can match a pod of a given role in a given namespace, so that policies
-/// for the other role or for other namespaces (by exact name) cost nothing per admission.
+/// for another role or for other namespaces (by exact name) cost nothing per admission.
 /// `Off` policies are not indexed at all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
     driver: RoleIndex,
     executor: RoleIndex,
+    connect_server: RoleIndex,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,8 +33,13 @@ impl Index {
             .enumerate()
             .filter(|(_, p)| p.mode != Mode::Off)
         {
-            for role in &p.matcher.roles.value {
-                let r = index.role_mut(*role);
+            let roles = &p.matcher.roles.value;
+            // A pod role is indexed once, however many of the policy's roles cover it.
+            for pod_role in SparkRole::ALL {
+                if !roles.iter().any(|r| r.covers(pod_role)) {
+                    continue;
+                }
+                let r = index.role_mut(pod_role);
                 let names = &p.matcher.namespaces;
                 if names.is_empty() || names.iter().any(|n| n.as_str().contains('*')) {
                     r.anywhere.push(i);
@@ -54,6 +60,7 @@ impl Index {
         match role {
             SparkRole::Driver => &mut self.driver,
             SparkRole::Executor => &mut self.executor,
+            SparkRole::ConnectServer => &mut self.connect_server,
         }
     }
 
@@ -62,6 +69,7 @@ impl Index {
         let r = match role {
             SparkRole::Driver => &self.driver,
             SparkRole::Executor => &self.executor,
+            SparkRole::ConnectServer => &self.connect_server,
         };
         let scoped = r
             .by_namespace
@@ -136,5 +144,28 @@ mod tests {
         assert_eq!(names(SparkRole::Executor, "ml"), ["a", "b", "c"]);
         assert_eq!(names(SparkRole::Executor, "other"), ["b", "c"]);
         assert_eq!(names(SparkRole::Driver, "etl"), ["c", "e"]);
+        // `driver` covers SparkConnect servers.
+        assert_eq!(names(SparkRole::ConnectServer, "etl"), ["c", "e"]);
+    }
+
+    #[test]
+    fn connect_server_policies_apply_to_connect_servers_only() {
+        let yaml = [
+            policy("a", 0, "    roles: [connect-server]", TOL),
+            policy("b", 1, "    roles: [driver, connect-server]", TOL),
+            policy("c", 2, "    roles: [executor]", TOL),
+        ]
+        .concat();
+        let s = set(&yaml);
+        let names = |role| -> Vec<String> {
+            s.index()
+                .candidates(role, "ns")
+                .into_iter()
+                .map(|i| s.policies()[i].name.clone())
+                .collect()
+        };
+        assert_eq!(names(SparkRole::ConnectServer), ["a", "b"]);
+        assert_eq!(names(SparkRole::Driver), ["b"]);
+        assert_eq!(names(SparkRole::Executor), ["c"]);
     }
 }

@@ -304,7 +304,7 @@ fn shipped_policies_do_what_the_readme_says() {
             other => panic!("{name}: {other:?}"),
         }
     };
-    // Executor: spot with the AKS toleration, three NVMe local dirs, secrets.
+    // Executor: spot with the AKS toleration, an emptyDir local dir capped at 400Gi, secrets.
     let exec = patched("spark-3.5-executor-python.json");
     assert_eq!(
         exec["spec"]["nodeSelector"]["kubernetes.azure.com/scalesetpriority"],
@@ -321,7 +321,17 @@ fn shipped_policies_do_what_the_readme_says() {
         .iter()
         .find(|e| e["name"] == "SPARK_LOCAL_DIRS")
         .unwrap();
-    assert_eq!(local["value"], "/tmp/mnt-1,/tmp/mnt-2,/tmp/mnt-3");
+    assert_eq!(local["value"], "/var/data/spark-local-dir-1");
+    let scratch = exec["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "spark-local-dir-1")
+        .unwrap();
+    assert_eq!(
+        scratch["emptyDir"],
+        serde_json::json!({"sizeLimit": "400Gi"})
+    );
     for name in ["APP_ID", "TENANT_ID", "APP_SECRET", "BLOB_STORAGE_URL"] {
         let e = env.iter().find(|e| e["name"] == name).unwrap();
         assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "app", "{name}");

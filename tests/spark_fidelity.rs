@@ -272,6 +272,104 @@ fn the_spark_container_is_found_by_sparks_marks_whatever_its_name() {
     );
 }
 
+/// Mount paths of the `spark-local-dir-*` volumes in container `c`.
+fn local_dir_mounts(c: &Value) -> Vec<String> {
+    c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().starts_with("spark-local-dir-"))
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_effective_spark_local_dirs_names_only_mounted_dirs_when_a_template_set_it_too() {
+    // A template that sets SPARK_LOCAL_DIRS: Spark appends its own entry after it
+    // (LocalDirsFeatureStep), and the kubelet uses the last.
+    let mut pod = fixture("spark-3.5-executor-python.json");
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    env.insert(
+        0,
+        json!({"name": "SPARK_LOCAL_DIRS", "value": "/tmp/from-template"}),
+    );
+    let set = set(&[policy(
+        "nvme",
+        "executor",
+        "  localDirs:\n    volumes:\n    - emptyDir: {}\n      mountPath: /data/a\n    - emptyDir: {}\n      mountPath: /data/b",
+    )]);
+    let after = patched(&set, &api_server_defaults(pod));
+    let c = &after["spec"]["containers"][0];
+    let mut effective: Vec<String> = effective_env(c, "SPARK_LOCAL_DIRS").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut mounted = local_dir_mounts(c);
+    effective.sort();
+    mounted.sort();
+    assert_eq!(effective, mounted);
+    assert_eq!(mounted, ["/data/a", "/data/b"]);
+}
+
+fn secret_policy(on_conflict: &str) -> PolicySet {
+    set(&[policy(
+        "secrets",
+        "executor",
+        &format!("  secretEnv:\n  - {{name: TENANT_ID, secretName: app, key: tenant_id, onConflict: {on_conflict}}}"),
+    )])
+}
+
+/// `pod` with env `TENANT_ID` appended to its Spark container, as a webhook ordered after
+/// ours (the spark-operator's appends env) would do.
+fn with_appended_tenant(mut pod: Value) -> Value {
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "TENANT_ID", "value": "literal"}));
+    pod
+}
+
+#[test]
+fn deny_rejects_a_later_entry_that_overrides_an_injected_secret() {
+    let set = secret_policy("deny");
+    // The secret ref is already there (from Spark's secretKeyRef conf) but a later literal wins.
+    let mut pod = fixture("spark-3.5-executor-python.json");
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "TENANT_ID", "valueFrom": {"secretKeyRef": {"name": "app", "key": "tenant_id"}}}));
+    let pod = with_appended_tenant(api_server_defaults(pod));
+    assert!(
+        matches!(eval(&set, &pod).verdict, Verdict::Denied { .. }),
+        "{:?}",
+        eval(&set, &pod).verdict
+    );
+}
+
+#[test]
+fn reinvocation_after_another_webhook_appended_a_duplicate_restores_the_secret() {
+    let set = secret_policy("override");
+    let first = patched(
+        &set,
+        &api_server_defaults(fixture("spark-3.5-executor-python.json")),
+    );
+    let second = patched(&set, &with_appended_tenant(first));
+    let c = &second["spec"]["containers"][0];
+    let e = effective_env(c, "TENANT_ID").unwrap();
+    assert_eq!(e["valueFrom"]["secretKeyRef"]["key"], "tenant_id", "{e}");
+    let count = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "TENANT_ID")
+        .count();
+    assert_eq!(count, 1, "the shadowed duplicate is gone");
+    // And a third pass changes nothing.
+    assert_eq!(eval(&set, &second).verdict, Verdict::Unchanged);
+}
+
 #[test]
 fn a_sparkconnect_server_is_placed_like_a_driver() {
     // spark-operator: the SparkConnect server pod is labelled spark-role=connect-server
@@ -288,4 +386,61 @@ fn a_sparkconnect_server_is_placed_like_a_driver() {
         after["spec"]["nodeSelector"]["eks.amazonaws.com/capacityType"],
         "ON_DEMAND"
     );
+}
+
+/// What the API server defaults on the volumes of a pod after the webhook's patch
+/// (pkg/apis/core/v1/defaults.go): `volumeMode: Filesystem` on an ephemeral volume's claim,
+/// `type: ""` on a hostPath, and `emptyDir: {}` on a volume with no source.
+fn redefault_volumes(pod: &mut Value) {
+    for v in pod["spec"]["volumes"].as_array_mut().unwrap() {
+        let obj = v.as_object_mut().unwrap();
+        if let Some(spec) = obj
+            .get_mut("ephemeral")
+            .and_then(|e| e.get_mut("volumeClaimTemplate"))
+            .and_then(|t| t.get_mut("spec"))
+        {
+            spec.as_object_mut()
+                .unwrap()
+                .entry("volumeMode")
+                .or_insert(json!("Filesystem"));
+        }
+        if let Some(h) = obj.get_mut("hostPath") {
+            h.as_object_mut()
+                .unwrap()
+                .entry("type")
+                .or_insert(json!(""));
+        }
+        if obj.len() == 1 {
+            obj.insert("emptyDir".into(), json!({}));
+        }
+    }
+}
+
+#[test]
+fn api_server_defaulting_after_the_patch_never_breaks_idempotence() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/local-dirs/ephemeral.yaml"),
+    )
+    .unwrap()
+    .replace("mode: Off", "mode: Enforce");
+    let ephemeral = PolicySet::from_sources(&[("ephemeral.yaml", text.as_str())]).unwrap();
+    let hostpath = set(&[policy(
+        "hostpath",
+        "executor",
+        "  localDirs:\n    volumes:\n    - hostPath: {path: /mnt/nvme0}\n    - hostPath: {path: /mnt/nvme1}",
+    )]);
+    for (what, set) in [("ephemeral", &ephemeral), ("hostPath", &hostpath)] {
+        let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
+        let mut after = patched(set, &pod);
+        assert_ne!(after, pod, "{what}: the policy applies");
+        redefault_volumes(&mut after);
+        let again = eval(set, &after);
+        assert_eq!(
+            again.verdict,
+            Verdict::Unchanged,
+            "{what}: {:?}",
+            again.warnings
+        );
+        assert!(again.warnings.is_empty(), "{what}: {:?}", again.warnings);
+    }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::mutate::{self, Report};
+use crate::mutate;
 use crate::policy::PolicySet;
 use crate::selection::{self, PodFacts};
 use crate::spark_pod::{self, SparkRole};
@@ -40,6 +40,10 @@ pub struct Evaluation {
     pub applied: Vec<String>,
     /// Audit-mode policies that would have changed the pod.
     pub audited: Vec<String>,
+    /// What Enforce policies changed, one line each. Empty when the patch only writes the
+    /// webhook's own annotations (a pod only Audit policies matched, or one that already
+    /// conforms): such an admission is not a patched pod for metrics and logs.
+    pub changes: Vec<String>,
     /// Human-readable notes: kept conflicts, skipped changes, what Audit policies would do.
     pub warnings: Vec<String>,
 }
@@ -51,6 +55,7 @@ impl Evaluation {
             verdict: Verdict::Unchanged,
             applied: vec![],
             audited: vec![],
+            changes: vec![],
             warnings: vec![],
         }
     }
@@ -133,11 +138,15 @@ pub fn evaluate(
 
     let mut mutated = typed.clone();
     let mut warnings = vec![];
+    let mut changes = vec![];
     let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
     if !enforce.is_empty() {
         let effective = selection::merge(&enforce);
         match mutate::apply(&mut mutated, role, &effective) {
-            Ok(Report { warnings: w, .. }) => warnings.extend(w),
+            Ok(report) => {
+                changes = report.changes;
+                warnings.extend(report.warnings);
+            }
             Err(denial) => {
                 return Ok(Evaluation {
                     role: Some(role),
@@ -147,6 +156,7 @@ pub fn evaluate(
                     },
                     applied,
                     audited: vec![],
+                    changes,
                     warnings,
                 })
             }
@@ -217,6 +227,7 @@ pub fn evaluate(
         verdict,
         applied,
         audited,
+        changes,
         warnings,
     })
 }

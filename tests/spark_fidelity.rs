@@ -444,3 +444,33 @@ fn api_server_defaulting_after_the_patch_never_breaks_idempotence() {
         assert!(again.warnings.is_empty(), "{what}: {:?}", again.warnings);
     }
 }
+
+#[test]
+fn a_pod_only_audit_policies_matched_has_no_enforced_changes() {
+    let audit = set(&[policy(
+        "audit-spot",
+        "executor",
+        "  mode: Audit\n  placement: {capacity: spot, provider: eks}",
+    )]);
+    let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
+    let ev = eval(&audit, &pod);
+    assert!(
+        matches!(ev.verdict, Verdict::Patched { .. }),
+        "the audit annotation is still written"
+    );
+    assert!(ev.changes.is_empty(), "{:?}", ev.changes);
+    let enforce = set(&[policy(
+        "spot",
+        "executor",
+        "  placement: {capacity: spot, provider: eks}",
+    )]);
+    assert_eq!(eval(&enforce, &pod).changes.len(), 1);
+    // Already conforming: only the policies annotation would be written.
+    let conforming = patched(&enforce, &pod);
+    let mut bare = conforming.clone();
+    bare["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spark-admission.dev/policies");
+    assert!(eval(&enforce, &bare).changes.is_empty());
+}

@@ -43,6 +43,10 @@ struct Args {
     /// Write each stored pod to DIR/<namespace>__<name>.json.
     #[arg(long)]
     dump_dir: Option<PathBuf>,
+    /// Write every POSTed body (pods, PVCs, ConfigMaps...) exactly as received, before any
+    /// defaulting, to DIR/<seq>__<namespace>__<resource>.json (tests/fixtures/record.py).
+    #[arg(long)]
+    record_raw: Option<PathBuf>,
     /// userInfo.username in AdmissionReviews.
     #[arg(long, default_value = "spark-submitter")]
     user: String,
@@ -112,7 +116,7 @@ async fn main() -> Result<()> {
         tracing::info!(webhook = %h.name, url = %WebhookClient::url_for(h),
             failure_policy = ?h.failure_policy, timeout = h.timeout_seconds, "webhook");
     }
-    if let Some(dir) = &args.dump_dir {
+    for dir in [&args.dump_dir, &args.record_raw].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -128,6 +132,8 @@ async fn main() -> Result<()> {
         store: Mutex::new(Default::default()),
         events,
         dump_dir: args.dump_dir.clone(),
+        record_raw: args.record_raw.clone(),
+        recorded: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -40,6 +40,11 @@ pub struct AppState {
     pub store: Mutex<Store>,
     pub events: broadcast::Sender<Event>,
     pub dump_dir: Option<PathBuf>,
+    /// Write every POST body exactly as received (before defaulting or admission) to
+    /// DIR/<seq>__<namespace>__<resource>.json: how the fixture recorder captures what Spark sends.
+    pub record_raw: Option<PathBuf>,
+    /// Sequence number of the next recorded body.
+    pub recorded: std::sync::atomic::AtomicUsize,
 }
 
 type Shared = Arc<AppState>;
@@ -187,6 +192,9 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return status::bad_request(format!("reading body: {e}")).into_response(),
     };
+    if method == Method::POST && target.name.is_none() {
+        record_raw(&state, ns, resource, &body);
+    }
     let result = match (&method, &target.name) {
         (&Method::GET, None) => list(&state, &target.collection, kind, &params),
         (&Method::GET, Some(name)) => get(&state, &target.collection, name),
@@ -212,6 +220,19 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
     match result {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    }
+}
+
+fn record_raw(state: &AppState, ns: &str, resource: &str, body: &Bytes) {
+    let Some(dir) = &state.record_raw else {
+        return;
+    };
+    let seq = state
+        .recorded
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let file = dir.join(format!("{seq:05}__{ns}__{resource}.json"));
+    if let Err(e) = std::fs::write(&file, body) {
+        tracing::warn!("writing {}: {e}", file.display());
     }
 }
 

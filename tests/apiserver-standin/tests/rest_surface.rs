@@ -14,6 +14,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 async fn start() -> String {
+    start_recording(None).await
+}
+
+async fn start_recording(record_raw: Option<std::path::PathBuf>) -> String {
     let namespaces = ["default", "spark-jobs"]
         .iter()
         .map(|n| {
@@ -36,6 +40,8 @@ async fn start() -> String {
         store: Mutex::new(Default::default()),
         events,
         dump_dir: None,
+        record_raw,
+        recorded: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -279,4 +285,47 @@ async fn plain_http_watch_streams_json_lines() {
         ),
         (Some("ADDED"), Some("e1"))
     );
+}
+
+#[tokio::test]
+async fn record_raw_keeps_each_posted_body_as_sent_before_defaulting() {
+    let dir = std::env::temp_dir().join(format!("standin-record-raw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = start_recording(Some(dir.clone())).await;
+    let pod = executor("exec-1", "spark-rec");
+    let (code, stored) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/spark-jobs/pods",
+        "application/json",
+        Some(pod.clone()),
+    )
+    .await;
+    assert_eq!(code, 201, "{stored}");
+    // The stored pod was defaulted; the recording was not.
+    assert!(stored["spec"]["restartPolicy"].is_string());
+    let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                     "metadata": {"name": "exec-1-pvc-0"}, "spec": {}});
+    let path = "/api/v1/namespaces/spark-jobs/persistentvolumeclaims";
+    let (code, _) = call(&addr, "POST", path, "application/json", Some(pvc.clone())).await;
+    assert_eq!(code, 201);
+
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "00000__spark-jobs__pods.json",
+            "00001__spark-jobs__persistentvolumeclaims.json"
+        ]
+    );
+    let raw = std::fs::read(dir.join(&files[0])).unwrap();
+    assert_eq!(raw, pod.to_string().into_bytes());
+    let raw = std::fs::read(dir.join(&files[1])).unwrap();
+    assert_eq!(raw, pvc.to_string().into_bytes());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,10 +4,13 @@
 //! What Spark puts in the container (request = limit):
 //! - executors: heap + overhead + off-heap + pyspark memory
 //!   (ResourceProfile.scala, `getResourcesForClusterManager`; BasicExecutorFeatureStep.scala).
-//!   Off-heap counts when `spark.memory.offHeap.enabled`, pyspark memory for Python apps.
+//!   Off-heap counts when `spark.memory.offHeap.enabled`, pyspark memory for Python apps
+//!   (`spark.kubernetes.resource.type=python`, which a cluster-mode PySpark driver sets).
 //!   The heap is in the pod: `SPARK_EXECUTOR_MEMORY=<MiB>m`, which the image's entrypoint.sh
 //!   passes to the JVM as `-Xmx`. Off-heap, pyspark memory and an explicit
-//!   `spark.executor.memoryOverhead` are not in the pod.
+//!   `spark.executor.memoryOverhead` are not: the `SPARK_JAVA_OPT_*` entries carry only JVM
+//!   flags and the executor start-up confs (`SparkConf.isExecutorStartupConf`: auth, rpc,
+//!   network, ssl, ports), as every pod of tests/fixtures/fidelity shows.
 //! - drivers: heap + overhead (BasicDriverFeatureStep.scala). The heap is not in the pod:
 //!   `spark.driver.memory` is in a ConfigMap Spark creates after the pod, and a container
 //!   figure has many (heap, overhead) explanations (6g + 1g = 5g × 1.4 = 7168Mi).
@@ -262,16 +265,24 @@ fn footprint(c: &Container) -> Bytes {
 /// (kubernetes.io/docs/concepts/resource-management/effective-pod-requests-limits/): while
 /// running, the app containers and the sidecars (init containers with `restartPolicy:
 /// Always`) add up; during initialisation each init container runs alongside the sidecars
-/// listed before it. The pod needs the larger of the two.
+/// listed before it. The pod needs the larger of the two, plus its RuntimeClass overhead.
 struct OtherContainers {
     /// Running phase without the Spark container: other app containers + sidecars.
     running: Bytes,
     /// Peak of the initialisation phase.
     init_peak: Bytes,
+    /// `spec.overhead` (set by the RuntimeClass admission plugin).
+    overhead: Bytes,
 }
 
 impl OtherContainers {
     fn of(spec: &PodSpec, spark: usize) -> OtherContainers {
+        let overhead = spec
+            .overhead
+            .as_ref()
+            .and_then(|o| o.get("memory"))
+            .and_then(|q| Bytes::parse_quantity(&q.0).ok())
+            .unwrap_or_default();
         let mut sidecars = Bytes(0);
         let mut init_peak = Bytes(0);
         for c in spec.init_containers.iter().flatten() {
@@ -288,11 +299,18 @@ impl OtherContainers {
             .enumerate()
             .filter(|(i, _)| *i != spark)
             .fold(sidecars, |acc, (_, c)| acc.saturating_add(footprint(c)));
-        OtherContainers { running, init_peak }
+        OtherContainers {
+            running,
+            init_peak,
+            overhead,
+        }
     }
 
     fn pod_total(&self, spark: Bytes) -> Bytes {
-        self.running.saturating_add(spark).max(self.init_peak)
+        self.running
+            .saturating_add(spark)
+            .max(self.init_peak)
+            .saturating_add(self.overhead)
     }
 }
 
@@ -326,10 +344,13 @@ fn cap_pod_memory(
     if max.value.action == MaxAction::Deny {
         return Err(deny(String::new()));
     }
-    if others.init_peak > cap {
+    if others.init_peak.saturating_add(others.overhead) > cap {
         return Err(deny("; the init containers alone exceed it".into()));
     }
-    let budget = floor_mib(cap.saturating_sub(others.running));
+    let budget = floor_mib(
+        cap.saturating_sub(others.running)
+            .saturating_sub(others.overhead),
+    );
     if budget < plan.request {
         lower_request_to(budget, floor, now, plan).map_err(deny)?;
     }
@@ -668,6 +689,15 @@ mod tests {
                 "{message}"
             );
         }
+        // The RuntimeClass's pod overhead counts too.
+        let mut pod = executor(8192, 819);
+        pod.spec.as_mut().unwrap().overhead = Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("256Mi".into()),
+        )]));
+        let (_, r) = run(pod, "    maxPodMemory: {value: 8Gi, action: deny}");
+        let message = r.unwrap_err().message;
+        assert!(message.contains("pod memory 9267Mi "), "{message}");
         // An init container that alone exceeds the cap cannot be clamped away.
         let mut pod = executor(16384, 6553);
         pod.spec.as_mut().unwrap().init_containers = Some(vec![container("big", 30720, false)]);

@@ -24,7 +24,9 @@ pub const SPARK_DEFAULT_LOCAL_DIR_PATH_PREFIX: &str = "/var/data/spark-";
 
 /// Spark's default container names (`spark.kubernetes.{driver,executor}.podTemplateContainerName`
 /// unset), `executor` in Spark 2.x; the spark-operator names a SparkConnect server's container
-/// `spark-kubernetes-driver` too.
+/// `spark-kubernetes-driver` too, and runs it with `bash -c start-connect-server.sh …`, so it
+/// carries none of Spark's marks (kubeflow/spark-operator
+/// internal/controller/sparkconnect/reconciler.go).
 const SPARK_CONTAINER_NAMES: [&str; 3] = [
     "spark-kubernetes-driver",
     "spark-kubernetes-executor",
@@ -37,7 +39,8 @@ const SPARK_CONTAINER_NAMES: [&str; 3] = [
 pub enum SparkRole {
     Driver,
     Executor,
-    /// A spark-operator SparkConnect server: the driver of every session on it.
+    /// A spark-operator SparkConnect server (`spark-role: connect-server`,
+    /// internal/controller/sparkconnect/util.go): the driver of every session on it.
     ConnectServer,
 }
 

@@ -443,6 +443,8 @@ mod tests {
         }
     }
 
+    const OVERRIDE_ONE_EMPTY_DIR: &str = "override: true\nvolumes:\n- emptyDir: {}\n";
+
     const THREE_NVME: &str = "volumes:\n- hostPath: {path: /mnt/nvme0}\n  mountPath: /tmp/mnt-1\n- hostPath: {path: /mnt/nvme1}\n  mountPath: /tmp/mnt-2\n- hostPath: {path: /mnt/nvme2}\n  mountPath: /tmp/mnt-3\n";
 
     fn check_invariants(pod: &Pod, idx: usize) {
@@ -573,13 +575,7 @@ mod tests {
             }]);
         let before = pod.clone();
         let mut r = Report::default();
-        run(
-            &mut pod,
-            0,
-            "p",
-            &policy("override: true\nvolumes:\n- emptyDir: {}\n"),
-            &mut r,
-        );
+        run(&mut pod, 0, "p", &policy(OVERRIDE_ONE_EMPTY_DIR), &mut r);
         assert_eq!(pod, before);
         assert!(r.warnings[0].contains("spark-local-dir-2"));
     }
@@ -703,13 +699,7 @@ mod tests {
         }))
         .unwrap();
         let mut r = Report::default();
-        run(
-            &mut pod,
-            0,
-            "p",
-            &policy("override: true\nvolumes:\n- emptyDir: {}\n"),
-            &mut r,
-        );
+        run(&mut pod, 0, "p", &policy(OVERRIDE_ONE_EMPTY_DIR), &mut r);
         assert_eq!(r.changes.len(), 1);
         assert!(
             r.warnings

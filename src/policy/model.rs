@@ -74,6 +74,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
+    /// `driver` also covers SparkConnect servers; `connect-server` names them alone.
     pub roles: Spanned<Vec<SparkRole>>,
     /// Namespace names or `*` globs; empty means every namespace.
     #[serde(default)]
@@ -338,8 +339,10 @@ pub struct MemoryPolicy {
     pub max_pod_memory: Option<MaxPodMemory>,
 }
 
-/// The overhead (container memory − heap) is kept within
-/// `[min, min(max, factor × heap)]`; `min` defaults to Spark's own 384Mi.
+/// The memory above an executor's heap is kept within `[min, min(max, factor × heap)]`
+/// (`min` defaults to Spark's own 384Mi): raised to `min` whenever the heap is known, lowered
+/// only from Spark's default overhead (see `mutate::memory`). Executors only: a driver's
+/// heap is not in its pod.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverheadBounds {

@@ -64,13 +64,17 @@ impl Index {
         }
     }
 
-    /// Candidate positions, ascending (= application order).
-    pub fn candidates(&self, role: SparkRole, namespace: &str) -> Vec<usize> {
-        let r = match role {
+    fn role(&self, role: SparkRole) -> &RoleIndex {
+        match role {
             SparkRole::Driver => &self.driver,
             SparkRole::Executor => &self.executor,
             SparkRole::ConnectServer => &self.connect_server,
-        };
+        }
+    }
+
+    /// Candidate positions, ascending (= application order).
+    pub fn candidates(&self, role: SparkRole, namespace: &str) -> Vec<usize> {
+        let r = self.role(role);
         let scoped = r
             .by_namespace
             .get(namespace)

@@ -349,7 +349,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         phase_rx,
         config.shutdown_timeout,
     ));
-    info!(%addr, %admin_addr, policies = %config.policies.display(), "serving");
+    info!(
+        version = crate::VERSION,
+        revision = crate::REVISION,
+        %addr,
+        %admin_addr,
+        policies = %config.policies.display(),
+        "serving"
+    );
     Ok(RunningServer {
         addr,
         admin_addr,

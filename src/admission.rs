@@ -2,17 +2,22 @@
 //! engine, and build the response it expects.
 //!
 //! Pure: bytes in, status + bytes out, no IO. The server adds TLS, timeouts and metrics around
-//! [`review`]. The response is built here rather than with kube-core's types because the API
-//! server needs `patch` as a base64 *string* (see DESIGN.md), and because every malformed input
-//! gets its own specific message.
+//! [`review`]. The body is parsed once: the envelope into a small typed struct that borrows
+//! the pod's JSON text, a peek at the pod's kind, name and `spark-role`, and only for a Spark
+//! pod the typed Pod itself. The response is built here rather than with kube-core's types
+//! because the API server needs `patch` as a base64 *string* (kube-core serialises it as an
+//! array of numbers, kube-rs issue #1781), and because every malformed input gets its own
+//! specific message. [`Rejection`] decides, in one place, how each failure is answered.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde::Serialize;
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::engine::{evaluate, PodError, Verdict};
+use crate::engine::{decide, Evaluation, PodError, Verdict};
 use crate::policy::PolicySet;
 use crate::spark_pod::SparkRole;
 
@@ -35,6 +40,8 @@ pub enum EnvelopeError {
     NotJson(String),
     #[error("request body is a JSON {0}, expected an AdmissionReview object")]
     NotAnObject(&'static str),
+    #[error("request body is not a valid AdmissionReview: {0}")]
+    Malformed(String),
     #[error("apiVersion is missing, expected \"{API_VERSION}\"")]
     MissingApiVersion,
     #[error(
@@ -52,14 +59,29 @@ pub enum EnvelopeError {
 
 /// A request whose uid is known but that cannot be evaluated: answered with an AdmissionReview
 /// `allowed: false`, `status.code: 400` and the message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
     #[error("request.{0} is missing or has the wrong type")]
     MissingField(&'static str),
     #[error("request.object is not a Pod: {0}")]
     NotAPod(String),
     #[error("request.object cannot be read as a Pod: {0}")]
-    Pod(#[from] PodError),
+    InvalidPod(String),
+}
+
+/// Why a request gets no regular answer; decides the HTTP status and the message.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// Nothing to echo: plain-text HTTP 400.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The submitter's request is unusable: `allowed: false`, code 400.
+    #[error("{error}")]
+    Request { uid: String, error: RequestError },
+    /// A bug in the webhook, not in the request: plain-text HTTP 500, so that the API server
+    /// applies the webhook's `failurePolicy` instead of reading it as a denial.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What happened to one admission, for metrics and logs.
@@ -100,179 +122,275 @@ pub struct Summary {
     pub note: Option<String>,
 }
 
+impl Summary {
+    fn empty(outcome: Outcome) -> Summary {
+        Summary {
+            uid: None,
+            operation: None,
+            namespace: None,
+            pod_name: None,
+            role: None,
+            outcome,
+            applied: vec![],
+            audited: vec![],
+            dry_run: false,
+            note: None,
+        }
+    }
+}
+
 /// The answer to one HTTP request on `/mutate`.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    /// 200 with an AdmissionReview, or 400 with a plain-text message.
+    /// 200 with an AdmissionReview, or 4xx/5xx with a plain-text message.
     pub http_status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub summary: Summary,
 }
 
-/// The fields of an AdmissionRequest this webhook reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdmissionRequest {
-    pub uid: String,
-    pub kind_group: String,
-    pub kind: String,
-    pub sub_resource: Option<String>,
-    pub operation: String,
-    pub namespace: Option<String>,
-    pub dry_run: bool,
-    pub object: Option<Value>,
+/// The envelope as it arrives; `request` stays raw until the envelope is known to be good.
+#[derive(Deserialize)]
+struct ReviewIn<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
 }
 
-/// Parse the envelope. The outer error is "no uid known" (HTTP 400); the inner one is a request
-/// with a uid whose other fields are unusable (AdmissionReview error response).
-pub fn parse(
-    body: &[u8],
-) -> Result<Result<AdmissionRequest, (String, RequestError)>, EnvelopeError> {
-    let review: Value =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let Value::Object(mut review) = review else {
-        return Err(EnvelopeError::NotAnObject(json_type(&review)));
-    };
-    match review.get("apiVersion") {
-        None | Some(Value::Null) => return Err(EnvelopeError::MissingApiVersion),
+/// The fields of an AdmissionRequest this webhook reads; the pod stays raw JSON text.
+#[derive(Deserialize)]
+struct RequestIn<'a> {
+    uid: Option<Value>,
+    kind: Option<Value>,
+    operation: Option<Value>,
+    namespace: Option<Value>,
+    #[serde(rename = "subResource")]
+    sub_resource: Option<Value>,
+    #[serde(rename = "dryRun")]
+    dry_run: Option<Value>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+/// What a Pod shows before it is parsed: enough to skip pods that are not Spark pods.
+#[derive(Deserialize)]
+struct PodPeek {
+    kind: Option<Value>,
+    metadata: Option<MetaPeek>,
+}
+
+#[derive(Deserialize)]
+struct MetaPeek {
+    name: Option<String>,
+    #[serde(rename = "generateName")]
+    generate_name: Option<String>,
+    labels: Option<LabelsPeek>,
+}
+
+#[derive(Deserialize)]
+struct LabelsPeek {
+    // spark_pod::ROLE_LABEL (an attribute cannot name a constant).
+    #[serde(rename = "spark-role")]
+    role: Option<String>,
+}
+
+/// A request this webhook answers.
+struct Request<'a> {
+    uid: String,
+    /// `None` when it is not a Pod CREATE (with the reason, for the log).
+    pod: Result<&'a RawValue, String>,
+    namespace: Option<String>,
+    operation: String,
+    dry_run: bool,
+}
+
+/// Read the envelope.
+fn parse(body: &[u8]) -> Result<Request<'_>, Rejection> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Not an object: say what it is (or why it is not JSON), the slow way.
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        return Err(EnvelopeError::NotAnObject(json_type(&value)).into());
+    }
+    let review: ReviewIn = serde_json::from_slice(body).map_err(envelope_error)?;
+    match review.api_version {
+        None | Some(Value::Null) => return Err(EnvelopeError::MissingApiVersion.into()),
         Some(Value::String(v)) if v == API_VERSION => {}
-        Some(other) => return Err(EnvelopeError::WrongApiVersion(other.to_string())),
+        Some(other) => return Err(EnvelopeError::WrongApiVersion(other.to_string()).into()),
     }
-    match review.get("kind") {
+    match review.kind {
         Some(Value::String(k)) if k == KIND => {}
-        Some(other) => return Err(EnvelopeError::WrongKind(other.to_string())),
-        None => return Err(EnvelopeError::WrongKind("missing".to_string())),
+        Some(other) => return Err(EnvelopeError::WrongKind(other.to_string()).into()),
+        None => return Err(EnvelopeError::WrongKind("missing".to_string()).into()),
     }
-    let Some(Value::Object(mut request)) = review.remove("request") else {
-        return Err(EnvelopeError::NoRequest);
+    let raw = review
+        .request
+        .filter(|r| r.get().starts_with('{'))
+        .ok_or(EnvelopeError::NoRequest)?;
+    let request: RequestIn = serde_json::from_str(raw.get()).map_err(envelope_error)?;
+    let uid = match request.uid {
+        Some(Value::String(uid)) if !uid.is_empty() => uid,
+        _ => return Err(EnvelopeError::NoUid.into()),
     };
-    let uid = match request.get("uid") {
-        Some(Value::String(uid)) if !uid.is_empty() => uid.clone(),
-        _ => return Err(EnvelopeError::NoUid),
+    let fail = |error| Rejection::Request {
+        uid: uid.clone(),
+        error,
     };
-    let fields = (|| {
-        let kind = request
-            .get("kind")
-            .and_then(Value::as_object)
-            .ok_or(RequestError::MissingField("kind"))?;
-        let kind_name = kind
-            .get("kind")
+    let kind = request
+        .kind
+        .as_ref()
+        .and_then(Value::as_object)
+        .ok_or_else(|| fail(RequestError::MissingField("kind")))?;
+    let kind_name = kind
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail(RequestError::MissingField("kind.kind")))?;
+    let kind_group = kind.get("group").and_then(Value::as_str).unwrap_or("");
+    let operation = request
+        .operation
+        .as_ref()
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail(RequestError::MissingField("operation")))?
+        .to_string();
+    let text = |v: &Option<Value>| {
+        v.as_ref()
             .and_then(Value::as_str)
-            .ok_or(RequestError::MissingField("kind.kind"))?
-            .to_string();
-        let kind_group = kind
-            .get("group")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let operation = request
-            .get("operation")
-            .and_then(Value::as_str)
-            .ok_or(RequestError::MissingField("operation"))?
-            .to_string();
-        let opt_str = |key: &str| {
-            request
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let sub_resource = opt_str("subResource");
-        let namespace = opt_str("namespace");
-        let dry_run = request
-            .get("dryRun")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok((
-            kind_name,
-            kind_group,
-            operation,
-            sub_resource,
-            namespace,
-            dry_run,
-        ))
-    })();
-    let (kind, kind_group, operation, sub_resource, namespace, dry_run) = match fields {
-        Ok(f) => f,
-        Err(e) => return Ok(Err((uid, e))),
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     };
-    let object = match request.remove("object") {
-        None | Some(Value::Null) => None,
-        Some(o) => Some(o),
+    let sub_resource = text(&request.sub_resource);
+    // Only a Pod CREATE can be a new Spark pod; everything else passes untouched.
+    let pod = if kind_name != "Pod" || !kind_group.is_empty() || operation != "CREATE" {
+        Err(format!("not a Pod CREATE ({operation} {kind_name})"))
+    } else if let Some(sub) = &sub_resource {
+        Err(format!("not a Pod CREATE ({operation} {kind_name}/{sub})"))
+    } else {
+        Ok(request
+            .object
+            .filter(|o| o.get() != "null")
+            .ok_or_else(|| fail(RequestError::MissingField("object")))?)
     };
-    Ok(Ok(AdmissionRequest {
-        uid,
-        kind_group,
-        kind,
-        sub_resource,
+    Ok(Request {
+        pod,
+        namespace: text(&request.namespace),
         operation,
-        namespace,
-        dry_run,
-        object,
-    }))
+        dry_run: request
+            .dry_run
+            .as_ref()
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        uid,
+    })
+}
+
+/// A serde error on a JSON object: broken JSON, or JSON of the wrong shape.
+fn envelope_error(e: serde_json::Error) -> EnvelopeError {
+    if e.is_data() {
+        EnvelopeError::Malformed(e.to_string())
+    } else {
+        EnvelopeError::NotJson(e.to_string())
+    }
+}
+
+/// The peek at a pod: its name, and its role if it is a Spark pod.
+fn peek(object: &RawValue) -> Result<(Option<String>, Option<SparkRole>), RequestError> {
+    if !object.get().starts_with('{') {
+        let value: Value = serde_json::from_str(object.get())
+            .map_err(|e| RequestError::InvalidPod(e.to_string()))?;
+        return Err(RequestError::NotAPod(format!(
+            "it is a JSON {}",
+            json_type(&value)
+        )));
+    }
+    let peek: PodPeek =
+        serde_json::from_str(object.get()).map_err(|e| RequestError::InvalidPod(e.to_string()))?;
+    match peek.kind {
+        None => {}
+        Some(Value::String(k)) if k == "Pod" => {}
+        Some(other) => return Err(RequestError::NotAPod(format!("its kind is {other}"))),
+    }
+    let meta = peek.metadata;
+    let name = meta
+        .as_ref()
+        .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
+        .filter(|n| !n.is_empty());
+    let role = meta
+        .and_then(|m| m.labels)
+        .and_then(|l| l.role)
+        .and_then(|r| SparkRole::from_label(&r));
+    Ok((name, role))
+}
+
+/// The typed Pod; on failure, the path of the offending field.
+fn read_pod(object: &RawValue) -> Result<Pod, RequestError> {
+    serde_json::from_str(object.get()).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_str(object.get());
+        match serde_path_to_error::deserialize::<_, Pod>(&mut de) {
+            Err(e) => RequestError::InvalidPod(format!("at {}: {}", e.path(), e.inner())),
+            Ok(_) => RequestError::InvalidPod("the pod does not deserialise".to_string()),
+        }
+    })
 }
 
 /// Answer one `/mutate` body with the given policy set.
 pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
-    let request = match parse(body) {
-        Err(e) => return bad_request(&e),
-        Ok(Err((uid, e))) => {
-            let summary = Summary {
-                uid: Some(uid.clone()),
-                note: Some(e.to_string()),
-                ..Summary::empty(Outcome::Error)
-            };
-            return error_review(&uid, &e, summary);
-        }
-        Ok(Ok(r)) => r,
-    };
-    let mut summary = Summary {
-        uid: Some(request.uid.clone()),
-        operation: Some(request.operation.clone()),
-        namespace: request.namespace.clone(),
-        dry_run: request.dry_run,
-        ..Summary::empty(Outcome::Unchanged)
-    };
-
-    // Only Pod CREATE can be a new Spark pod; everything else passes untouched and quickly.
-    let is_pod = request.kind == "Pod" && request.kind_group.is_empty();
-    if !is_pod || request.operation != "CREATE" || request.sub_resource.is_some() {
-        summary.note = Some(format!(
-            "not a Pod CREATE ({} {}{})",
-            request.operation,
-            request.kind,
-            request
-                .sub_resource
-                .as_deref()
-                .map(|s| format!("/{s}"))
-                .unwrap_or_default()
-        ));
-        return allowed_review(&request.uid, ResponseExtras::default(), summary);
+    let mut summary = Summary::empty(Outcome::Error);
+    match answer(policies, body, &mut summary) {
+        Ok((allowed, extras)) => review_bytes(allowed, extras, summary),
+        Err(rejection) => rejection_reply(rejection, summary),
     }
+}
 
-    let pod = match pod_object(request.object) {
-        Ok(pod) => pod,
-        Err(e) => {
-            summary.outcome = Outcome::Error;
-            summary.note = Some(e.to_string());
-            return error_review(&request.uid, &e, summary);
+/// Whether the request is allowed, and what goes with the answer; `summary` is filled in
+/// along the way (also when the request is rejected).
+fn answer(
+    policies: &PolicySet,
+    body: &[u8],
+    summary: &mut Summary,
+) -> Result<(bool, ResponseExtras), Rejection> {
+    let request = parse(body)?;
+    summary.uid = Some(request.uid.clone());
+    summary.operation = Some(request.operation);
+    summary.namespace = request.namespace;
+    summary.dry_run = request.dry_run;
+    summary.outcome = Outcome::Unchanged;
+    let uid = request.uid;
+    let fail = |error| Rejection::Request {
+        uid: uid.clone(),
+        error,
+    };
+
+    let object = match request.pod {
+        Ok(object) => object,
+        Err(why) => {
+            summary.note = Some(why);
+            return Ok((true, ResponseExtras::default()));
         }
     };
-    summary.pod_name = pod_name(&pod);
+    let (name, role) = peek(object).map_err(fail)?;
+    summary.pod_name = name;
+    if role.is_none() {
+        summary.note = Some("not a Spark pod".to_string());
+        return Ok((true, ResponseExtras::default()));
+    }
+    let pod = read_pod(object).map_err(fail)?;
+    let evaluation = decide(policies, pod, summary.namespace.as_deref()).map_err(|e| match e {
+        PodError::Internal(message) => Rejection::Internal(message),
+        PodError::NotAPod(m) => fail(RequestError::NotAPod(m)),
+        PodError::Invalid(m) => fail(RequestError::InvalidPod(m)),
+    })?;
+    respond(evaluation, summary)
+}
 
-    let evaluation = match evaluate(policies, &pod, request.namespace.as_deref()) {
-        Ok(ev) => ev,
-        Err(e) => {
-            let e = RequestError::from(e);
-            summary.outcome = Outcome::Error;
-            summary.note = Some(e.to_string());
-            return error_review(&request.uid, &e, summary);
-        }
-    };
+/// What the answer carries for an evaluated pod.
+fn respond(
+    evaluation: Evaluation<()>,
+    summary: &mut Summary,
+) -> Result<(bool, ResponseExtras), Rejection> {
     summary.role = evaluation.role;
-    summary.applied = evaluation.applied.clone();
-    summary.audited = evaluation.audited.clone();
-
     let mut extras = ResponseExtras {
         warnings: evaluation
             .warnings
@@ -291,99 +409,61 @@ pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
             .audit_annotations
             .insert(AUDIT_KEY_AUDIT.to_string(), evaluation.audited.join(","));
     }
-
-    match evaluation.verdict {
-        Verdict::Unchanged => {
-            if evaluation.role.is_none() {
-                summary.note = Some("not a Spark pod".to_string());
-            }
-            allowed_review(&request.uid, extras, summary)
+    summary.applied = evaluation.applied;
+    summary.audited = evaluation.audited;
+    let allowed = match evaluation.verdict {
+        Verdict::Unchanged => true,
+        Verdict::Patched { patch, .. } => {
+            let json = serde_json::to_vec(&patch)
+                .map_err(|e| Rejection::Internal(format!("cannot serialise the patch: {e}")))?;
+            extras.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+            summary.outcome = Outcome::Patched;
+            true
         }
-        Verdict::Patched { patch, .. } => match serde_json::to_vec(&patch) {
-            Ok(json) => {
-                extras.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-                summary.outcome = Outcome::Patched;
-                allowed_review(&request.uid, extras, summary)
-            }
-            Err(e) => {
-                // Cannot happen for a json_patch::Patch, but never panic on the request path.
-                summary.outcome = Outcome::Error;
-                let message = format!("internal error: cannot serialise the patch: {e}");
-                summary.note = Some(message.clone());
-                review_bytes(
-                    &request.uid,
-                    false,
-                    ResponseExtras {
-                        status: Some(StatusOut::failure(500, "InternalError", message)),
-                        ..ResponseExtras::default()
-                    },
-                    summary,
-                )
-            }
-        },
         Verdict::Denied { policy, message } => {
             summary.outcome = Outcome::Denied;
             summary.note = Some(format!("denied by policy {policy}"));
             extras.status = Some(StatusOut::failure(
                 403,
                 "Forbidden",
-                // The engine's message normally names the policy already; never lose it.
-                if message.contains(policy.as_str()) {
-                    format!("spark-admission: {message}")
-                } else {
-                    format!("spark-admission: policy {policy}: {message}")
-                },
+                denial_message(&policy, &message),
             ));
-            review_bytes(&request.uid, false, extras, summary)
+            false
         }
-    }
-}
-
-impl Summary {
-    fn empty(outcome: Outcome) -> Summary {
-        Summary {
-            uid: None,
-            operation: None,
-            namespace: None,
-            pod_name: None,
-            role: None,
-            outcome,
-            applied: vec![],
-            audited: vec![],
-            dry_run: false,
-            note: None,
-        }
-    }
-}
-
-fn pod_object(object: Option<Value>) -> Result<Value, RequestError> {
-    let Some(object) = object else {
-        return Err(RequestError::MissingField("object"));
     };
-    if !object.is_object() {
-        return Err(RequestError::NotAPod(format!(
-            "it is a JSON {}",
-            json_type(&object)
-        )));
-    }
-    match object.get("kind") {
-        None => {}
-        Some(Value::String(k)) if k == "Pod" => {}
-        Some(other) => return Err(RequestError::NotAPod(format!("its kind is {other}"))),
-    }
-    Ok(object)
+    Ok((allowed, extras))
 }
 
-fn pod_name(pod: &Value) -> Option<String> {
-    let meta = pod.get("metadata")?;
-    ["name", "generateName"]
-        .iter()
-        .find_map(|k| {
-            meta.get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .map(str::to_string)
+/// The message a denied submitter reads: always names the policy.
+fn denial_message(policy: &str, message: &str) -> String {
+    if message.contains(policy) {
+        format!("spark-admission: {message}")
+    } else {
+        format!("spark-admission: policy {policy}: {message}")
+    }
+}
+
+fn rejection_reply(rejection: Rejection, mut summary: Summary) -> Reply {
+    summary.outcome = Outcome::Error;
+    summary.note = Some(rejection.to_string());
+    match rejection {
+        Rejection::Envelope(e) => plain_reply(400, e.to_string(), summary),
+        Rejection::Internal(_) => {
+            plain_reply(500, format!("spark-admission: {rejection}"), summary)
+        }
+        Rejection::Request { uid, error } => {
+            summary.uid = Some(uid);
+            let extras = ResponseExtras {
+                status: Some(StatusOut::failure(
+                    400,
+                    "BadRequest",
+                    format!("spark-admission: {error}"),
+                )),
+                ..ResponseExtras::default()
+            };
+            review_bytes(false, extras, summary)
+        }
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -464,28 +544,13 @@ impl StatusOut {
     }
 }
 
-fn allowed_review(uid: &str, extras: ResponseExtras, summary: Summary) -> Reply {
-    review_bytes(uid, true, extras, summary)
-}
-
-fn error_review(uid: &str, e: &RequestError, summary: Summary) -> Reply {
-    let extras = ResponseExtras {
-        status: Some(StatusOut::failure(
-            400,
-            "BadRequest",
-            format!("spark-admission: {e}"),
-        )),
-        ..ResponseExtras::default()
-    };
-    review_bytes(uid, false, extras, summary)
-}
-
-fn review_bytes(uid: &str, allowed: bool, extras: ResponseExtras, summary: Summary) -> Reply {
+/// The AdmissionReview answer, echoing `summary.uid`.
+fn review_bytes(allowed: bool, extras: ResponseExtras, summary: Summary) -> Reply {
     let out = ReviewOut {
         api_version: API_VERSION,
         kind: KIND,
         response: ResponseOut {
-            uid,
+            uid: summary.uid.as_deref().unwrap_or_default(),
             allowed,
             patch_type: extras.patch.as_ref().map(|_| "JSONPatch"),
             patch: extras.patch,
@@ -503,21 +568,13 @@ fn review_bytes(uid: &str, allowed: bool, extras: ResponseExtras, summary: Summa
         },
         Err(e) => plain_reply(
             500,
-            format!("internal error: cannot serialise the response: {e}"),
+            format!("spark-admission: internal error: cannot serialise the response: {e}"),
             Summary {
                 outcome: Outcome::Error,
                 ..summary
             },
         ),
     }
-}
-
-fn bad_request(e: &EnvelopeError) -> Reply {
-    let summary = Summary {
-        note: Some(e.to_string()),
-        ..Summary::empty(Outcome::Error)
-    };
-    plain_reply(400, e.to_string(), summary)
 }
 
 /// A plain-text HTTP answer (for errors where there is no uid to echo).
@@ -700,7 +757,11 @@ mod tests {
             audit_annotations: BTreeMap::from([("policies".to_string(), "a,b".to_string())]),
             status: None,
         };
-        let reply = allowed_review("u-9", extras, Summary::empty(Outcome::Patched));
+        let summary = Summary {
+            uid: Some("u-9".into()),
+            ..Summary::empty(Outcome::Patched)
+        };
+        let reply = review_bytes(true, extras, summary);
         let r = response(&reply);
         assert_eq!(r["patchType"], "JSONPatch");
         let decoded = base64::engine::general_purpose::STANDARD

@@ -1,8 +1,11 @@
-//! The engine: one pure function from (policy set, pod JSON) to a verdict.
+//! The engine: one pure function from (policy set, pod) to a verdict.
 //!
 //! request → Spark pod view → selected policies → mutated pod → diff → verdict.
-//! The diff is taken between the typed forms of the original and mutated pod and applied to
-//! the original JSON, so fields the typed model does not know are never removed.
+//! The diff is taken between the typed forms of the parts of the pod a mutation may change
+//! ([`touchable`]), before and after, so fields the typed model does not know are never
+//! removed. [`decide`] is the webhook's path: it mutates the typed pod in place and builds
+//! only the patch. [`evaluate`] is the offline path (CLI, tests): it also applies the patch
+//! to the submitted JSON, which shows the patched pod and checks that the patch applies.
 
 use std::collections::BTreeMap;
 
@@ -16,26 +19,24 @@ use crate::selection::{self, PodFacts};
 use crate::spark_pod::{self, SparkRole};
 use crate::{AUDIT_ANNOTATION, POLICIES_ANNOTATION};
 
-/// What the engine decided for one pod.
+/// What the engine decided for one pod. `P` is what comes with a patch: the patched pod
+/// (a JSON value) from [`evaluate`], nothing (`()`) from [`decide`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub enum Verdict<P = Value> {
     /// Not a Spark pod, no policy matched, or the pod already conforms: no patch.
     Unchanged,
     /// The pod must be changed: `patch` (RFC 6902, never empty) turns the original JSON into `pod`.
-    Patched {
-        patch: json_patch::Patch,
-        pod: Value,
-    },
+    Patched { patch: json_patch::Patch, pod: P },
     /// A policy with `onConflict: deny` or `maxPodMemory.action: deny` rejects the pod.
     Denied { policy: String, message: String },
 }
 
 /// The engine's answer, with everything an operator needs to see why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
+pub struct Evaluation<P = Value> {
     /// `None` when the pod is not a Spark pod (no or unknown `spark-role`).
     pub role: Option<SparkRole>,
-    pub verdict: Verdict,
+    pub verdict: Verdict<P>,
     /// Enforce-mode policies that matched, in application order.
     pub applied: Vec<String>,
     /// Audit-mode policies that would have changed the pod.
@@ -44,8 +45,8 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
 }
 
-impl Evaluation {
-    fn unchanged(role: Option<SparkRole>) -> Evaluation {
+impl<P> Evaluation<P> {
+    fn unchanged(role: Option<SparkRole>) -> Evaluation<P> {
         Evaluation {
             role,
             verdict: Verdict::Unchanged,
@@ -56,13 +57,16 @@ impl Evaluation {
     }
 }
 
-/// The object handed to the engine is not a Pod it can read.
+/// The object handed to the engine is not a Pod it can read, or the engine failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error("object is not a Pod: {0}")]
     NotAPod(String),
     #[error("pod does not deserialise as a Kubernetes Pod: {0}")]
     Invalid(String),
+    /// A bug in the engine, never the submitter's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Read a Pod from JSON, naming the field that is wrong.
@@ -95,7 +99,7 @@ fn raw_role(pod: &Value) -> Option<&str> {
         .as_str()
 }
 
-/// Evaluate `pod` against `policies`.
+/// Evaluate the pod JSON `pod` against `policies`, and apply the patch to it.
 ///
 /// `namespace` is the namespace the pod is created in (the AdmissionRequest's namespace);
 /// when `None`, `metadata.namespace` is used, then `default`.
@@ -104,39 +108,72 @@ pub fn evaluate(
     pod: &Value,
     namespace: Option<&str>,
 ) -> Result<Evaluation, PodError> {
-    if !matches!(raw_role(pod), Some("driver" | "executor")) {
+    if raw_role(pod).and_then(SparkRole::from_label).is_none() {
         if !pod.is_object() || pod.get("kind").is_some_and(|k| k != "Pod") {
             read_pod(pod)?;
         }
         return Ok(Evaluation::unchanged(None));
     }
-    let typed = read_pod(pod)?;
-    let Some(role) = spark_pod::role(&typed) else {
+    let decision = decide(policies, read_pod(pod)?, namespace)?;
+    let verdict = match decision.verdict {
+        Verdict::Unchanged => Verdict::Unchanged,
+        Verdict::Denied { policy, message } => Verdict::Denied { policy, message },
+        Verdict::Patched { patch, pod: () } => {
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &patch).map_err(|e| {
+                PodError::Internal(format!("the patch does not apply to the pod: {e}"))
+            })?;
+            Verdict::Patched {
+                patch,
+                pod: patched,
+            }
+        }
+    };
+    Ok(Evaluation {
+        role: decision.role,
+        verdict,
+        applied: decision.applied,
+        audited: decision.audited,
+        warnings: decision.warnings,
+    })
+}
+
+/// Evaluate a typed pod against `policies`: the verdict with the patch only. The pod is
+/// consumed (mutated in place): no copy of the whole pod is made.
+pub fn decide(
+    policies: &PolicySet,
+    mut pod: Pod,
+    namespace: Option<&str>,
+) -> Result<Evaluation<()>, PodError> {
+    let Some(role) = spark_pod::role(&pod) else {
         return Ok(Evaluation::unchanged(None));
     };
-    if typed.spec.is_none() {
+    if pod.spec.is_none() {
         return Err(PodError::Invalid("the pod has no spec".into()));
     }
     let namespace = namespace
-        .or(typed.metadata.namespace.as_deref())
-        .unwrap_or("default");
+        .or(pod.metadata.namespace.as_deref())
+        .unwrap_or("default")
+        .to_string();
     let no_labels = BTreeMap::new();
     let facts = PodFacts {
         role,
-        namespace,
-        labels: typed.metadata.labels.as_ref().unwrap_or(&no_labels),
+        namespace: &namespace,
+        labels: pod.metadata.labels.as_ref().unwrap_or(&no_labels),
     };
     let (enforce, audit) = selection::select(policies, facts);
     if enforce.is_empty() && audit.is_empty() {
         return Ok(Evaluation::unchanged(Some(role)));
     }
 
-    let mut mutated = typed.clone();
+    #[cfg(debug_assertions)]
+    let original = pod.clone();
+    let before = touchable(&pod)?;
     let mut warnings = vec![];
     let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
     if !enforce.is_empty() {
         let effective = selection::merge(&enforce);
-        match mutate::apply(&mut mutated, role, &effective) {
+        match mutate::apply(&mut pod, role, &effective) {
             Ok(Report { warnings: w, .. }) => warnings.extend(w),
             Err(denial) => {
                 return Ok(Evaluation {
@@ -156,7 +193,7 @@ pub fn evaluate(
     // Audit policies: what each would do on top of the enforced result, reported only.
     let mut audited = vec![];
     for policy in &audit {
-        let mut scratch = mutated.clone();
+        let mut scratch = pod.clone();
         let effective = selection::merge(&[*policy]);
         match mutate::apply(&mut scratch, role, &effective) {
             Ok(report) => {
@@ -186,10 +223,7 @@ pub fn evaluate(
         }
     }
 
-    let annotations = mutated
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new);
+    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     if !applied.is_empty() {
         annotations.insert(POLICIES_ANNOTATION.into(), applied.join(","));
     }
@@ -197,20 +231,16 @@ pub fn evaluate(
         annotations.insert(AUDIT_ANNOTATION.into(), audited.join(","));
     }
 
-    let patch = diff_touchable(&typed, &mutated)?;
+    #[cfg(debug_assertions)]
+    debug_assert!(
+        untouched_rest_is_equal(&original, &pod),
+        "a mutation changed a field outside the touchable parts"
+    );
+    let patch = diff(&before, &touchable(&pod)?);
     let verdict = if patch.0.is_empty() {
         Verdict::Unchanged
     } else {
-        let mut patched = pod.clone();
-        json_patch::patch(&mut patched, &patch).map_err(|e| {
-            PodError::Invalid(format!(
-                "internal error: patch does not apply to the pod: {e}"
-            ))
-        })?;
-        Verdict::Patched {
-            patch,
-            pod: patched,
-        }
+        Verdict::Patched { patch, pod: () }
     };
     Ok(Evaluation {
         role: Some(role),
@@ -223,59 +253,64 @@ pub fn evaluate(
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, PodError> {
     serde_json::to_value(v)
-        .map_err(|e| PodError::Invalid(format!("internal error: pod does not serialise: {e}")))
+        .map_err(|e| PodError::Internal(format!("the pod does not serialise: {e}")))
 }
 
-/// The parts of a pod the mutations may change, with their JSON Pointer tokens. Diffing
-/// only these (not the whole pod) keeps an admission cheap; `debug_assert` checks that
-/// nothing else changed.
-fn touchable(pod: &Pod) -> Result<Vec<(Vec<String>, Value)>, PodError> {
+/// The parts of a pod the mutations may change, as JSON, each with its JSON Pointer
+/// tokens. Diffing only these (not the whole pod) keeps an admission cheap; in debug builds
+/// `untouched_rest_is_equal` checks that nothing else changed. Of the Spark container only
+/// `env`, `volumeMounts` and `resources` are touched (local dirs, secret env, memory).
+type Parts = Vec<(Vec<String>, Value)>;
+
+fn touchable(pod: &Pod) -> Result<Parts, PodError> {
     let spec = pod.spec.as_ref();
+    let at = |tokens: &[&str]| tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>();
     let mut parts = vec![
         (
-            vec!["metadata".into(), "annotations".into()],
+            at(&["metadata", "annotations"]),
             to_json(&pod.metadata.annotations)?,
         ),
         (
-            vec!["spec".into(), "nodeSelector".into()],
+            at(&["spec", "nodeSelector"]),
             to_json(&spec.and_then(|s| s.node_selector.as_ref()))?,
         ),
         (
-            vec!["spec".into(), "affinity".into()],
+            at(&["spec", "affinity"]),
             to_json(&spec.and_then(|s| s.affinity.as_ref()))?,
         ),
         (
-            vec!["spec".into(), "tolerations".into()],
+            at(&["spec", "tolerations"]),
             to_json(&spec.and_then(|s| s.tolerations.as_ref()))?,
         ),
         (
-            vec!["spec".into(), "volumes".into()],
+            at(&["spec", "volumes"]),
             to_json(&spec.and_then(|s| s.volumes.as_ref()))?,
         ),
     ];
     if let Some(i) = spark_pod::spark_container_index(pod) {
-        let c = spec.and_then(|s| s.containers.get(i));
-        parts.push((
-            vec!["spec".into(), "containers".into(), i.to_string()],
-            to_json(&c)?,
-        ));
+        if let Some(c) = spec.and_then(|s| s.containers.get(i)) {
+            let index = i.to_string();
+            for (field, value) in [
+                ("env", to_json(&c.env)?),
+                ("volumeMounts", to_json(&c.volume_mounts)?),
+                ("resources", to_json(&c.resources)?),
+            ] {
+                parts.push((at(&["spec", "containers", &index, field]), value));
+            }
+        }
     }
     Ok(parts)
 }
 
-fn diff_touchable(before: &Pod, after: &Pod) -> Result<json_patch::Patch, PodError> {
-    debug_assert!(
-        untouched_rest_is_equal(before, after),
-        "a mutation changed a field outside the touchable parts"
-    );
+fn diff(before: &Parts, after: &Parts) -> json_patch::Patch {
     let mut ops = vec![];
-    for ((path, a), (_, b)) in touchable(before)?.iter().zip(touchable(after)?.iter()) {
-        let part = crate::patch::diff_at_path(path, a, b);
-        ops.extend(part.0);
+    for ((path, a), (_, b)) in before.iter().zip(after) {
+        ops.extend(crate::patch::diff_at_path(path, a, b).0);
     }
-    Ok(json_patch::Patch(ops))
+    json_patch::Patch(ops)
 }
 
+#[cfg(debug_assertions)]
 fn untouched_rest_is_equal(before: &Pod, after: &Pod) -> bool {
     let strip = |p: &Pod| {
         let mut p = p.clone();
@@ -287,7 +322,9 @@ fn untouched_rest_is_equal(before: &Pod, after: &Pod) -> bool {
             s.tolerations = None;
             s.volumes = None;
             if let Some(c) = idx.and_then(|i| s.containers.get_mut(i)) {
-                *c = Default::default();
+                c.env = None;
+                c.volume_mounts = None;
+                c.resources = None;
             }
         }
         p

@@ -39,7 +39,8 @@ impl SparkRole {
         }
     }
 
-    fn from_label(value: &str) -> Option<SparkRole> {
+    /// The role a `spark-role` label value names, if any.
+    pub fn from_label(value: &str) -> Option<SparkRole> {
         match value {
             "driver" => Some(SparkRole::Driver),
             "executor" => Some(SparkRole::Executor),

@@ -1,7 +1,35 @@
 //! Durations as Kubernetes writes them (`10s`, `500ms`, `1m30s`), used by the API server's
-//! `?timeout=` query and by the shutdown flags.
+//! `?timeout=` query and by the shutdown flags. Hand-written because `kube_core::Duration`
+//! panics on an overflowing value (`mul_f64`), and `?timeout=` is input from the network.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// A [`Duration`] read and shown as Kubernetes writes it, for the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl FromStr for GoDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<GoDuration, String> {
+        parse_duration(text).map(GoDuration)
+    }
+}
+
+impl fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{}ms", d.as_millis())
+        } else {
+            write!(f, "{}ns", d.as_nanos())
+        }
+    }
+}
 
 /// Parse a Go-style duration: one or more `<number><unit>` with units `h`, `m`, `s`, `ms`,
 /// `us`, `ns`; a bare number means seconds.
@@ -54,6 +82,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn go_durations_show_as_they_are_read() {
+        for text in ["5s", "15s", "250ms", "0s"] {
+            assert_eq!(text.parse::<GoDuration>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
     fn parses_what_the_api_server_sends() {
         for (text, ms) in [
             ("10s", 10_000),
@@ -69,7 +104,16 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "abc", "10x", "-1s", "s", "5m3"] {
+        for bad in [
+            "",
+            "abc",
+            "10x",
+            "-1s",
+            "s",
+            "5m3",
+            "1e300",
+            "99999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
     }

@@ -35,6 +35,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Latency buckets in seconds: an admission normally takes well under a millisecond.
 const DURATION_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 10.0,
@@ -49,6 +54,8 @@ pub struct Metrics {
     certificate_reloads: Family<ResultLabels, Counter>,
     certificate_expiry: Gauge,
     policy_generation: Gauge,
+    open_connections: Gauge,
+    shed: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +123,19 @@ impl Metrics {
             "Generation of the active policy set: 0 before the first good load, +1 per reload",
             policy_generation.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Connections open on the TLS port",
+            open_connections.clone(),
+        );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "shed_requests",
+            "Requests refused without evaluation: overloaded (request-body budget spent, HTTP \
+             503) or deadline (the caller's timeout passed while the server was busy, HTTP 504)",
+            shed.clone(),
+        );
         // Constant 1; the labels say which build answers (e.g. during a rollout).
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -130,6 +150,8 @@ impl Metrics {
             build_info,
         );
         Metrics {
+            open_connections,
+            shed,
             registry,
             admissions,
             duration,
@@ -185,6 +207,24 @@ impl Metrics {
         if let Some(not_after) = not_after {
             self.certificate_expiry.set(not_after);
         }
+    }
+
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
+    /// Connections open on the TLS port now.
+    pub fn open_connections(&self) -> i64 {
+        self.open_connections.get()
+    }
+
+    /// A request refused without evaluation, and why (`overloaded`, `deadline`).
+    pub fn shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The registry in the text exposition format.

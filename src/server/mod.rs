@@ -1,11 +1,19 @@
 //! `spark-admission serve`: the TLS admission server around the policy engine.
 //!
 //! Wiring only; each concern has its module: [`tls`] (rustls + certificate reload),
-//! [`reload`] (policy directory), [`webhook`] (`POST /mutate`), [`admin`] (health, readiness,
-//! metrics), [`shutdown`] (SIGTERM drain), [`metrics`].
+//! [`listener`] (accept loop, connection cap), [`connection`] (one connection's protocol and
+//! timeouts), [`reload`] (policy directory), [`webhook`] (`POST /mutate`), [`admin`] (health,
+//! readiness, metrics, on a thread of its own), [`shutdown`] (SIGTERM drain), [`metrics`].
+//!
+//! Bounded by construction: a fixed number of threads (the runtime's `--workers`, one admin
+//! thread, at most one blocking thread for reloads), at most `--max-connections`
+//! connections of at most 32 HTTP/2 streams, at most `--max-inflight-bytes` of request
+//! bodies, and a timeout on every wait.
 
 pub mod admin;
+pub mod connection;
 pub mod duration;
+pub mod listener;
 pub mod metrics;
 pub mod reload;
 pub mod shutdown;
@@ -23,23 +31,40 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::certs::{ensure_dev_certs, CertError};
+use connection::Limits;
+use duration::GoDuration;
 use metrics::Metrics;
 use reload::{PolicyPoll, PolicyStore};
 use shutdown::Phase;
 use tls::{CertPoll, CertStore, TlsError};
+use webhook::{BodyBudget, Evaluator};
 
-/// Default body size limit of `/mutate`: a Pod is at most ~1.5 MiB in etcd and a CREATE review
-/// carries one copy (an UPDATE two), so 6 MiB leaves room without inviting abuse.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// The defaults of `serve`, stated once: the CLI shows them, [`Config::new`] uses them.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// A Pod is at most ~1.5 MiB in etcd and the API server accepts request bodies of at
+    /// most 3 MiB; a CREATE review carries one copy, so 6 MiB leaves room without inviting
+    /// abuse.
+    pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+    /// Request bodies held at once (reading and evaluating). A review is 5–20 KB; this
+    /// holds thousands of them, or five of the largest.
+    pub const MAX_INFLIGHT_BYTES: usize = 32 * 1024 * 1024;
+    pub const MAX_CONNECTIONS: usize = 1024;
+    pub const DRAIN_DELAY: Duration = Duration::from_secs(5);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+    pub const ADDR: &str = "0.0.0.0:8443";
+    pub const ADMIN_ADDR: &str = "0.0.0.0:8080";
+}
+
+/// Default body size limit of `/mutate` (see [`defaults::MAX_BODY_BYTES`]).
+pub const DEFAULT_MAX_BODY_BYTES: usize = defaults::MAX_BODY_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-fn duration_arg(text: &str) -> Result<Duration, String> {
-    duration::parse_duration(text)
 }
 
 /// Arguments of `spark-admission serve` (each also read from `SPARK_ADMISSION_<FLAG>`).
@@ -59,14 +84,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SPARK_ADMISSION_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
     /// Address of the TLS admission endpoint.
-    #[arg(long, default_value = "0.0.0.0:8443", env = "SPARK_ADMISSION_ADDR")]
+    #[arg(long, default_value = defaults::ADDR, env = "SPARK_ADMISSION_ADDR")]
     pub addr: SocketAddr,
     /// Address of the plain-HTTP admin endpoint (/healthz, /readyz, /metrics).
-    #[arg(
-        long,
-        default_value = "0.0.0.0:8080",
-        env = "SPARK_ADMISSION_ADMIN_ADDR"
-    )]
+    #[arg(long, default_value = defaults::ADMIN_ADDR, env = "SPARK_ADMISSION_ADMIN_ADDR")]
     pub admin_addr: SocketAddr,
     /// Log format.
     #[arg(
@@ -77,17 +98,26 @@ pub struct ServeArgs {
     )]
     pub log_format: LogFormat,
     /// After SIGTERM, keep serving this long (with /readyz failing) so endpoints update.
-    #[arg(long, default_value = "5s", value_parser = duration_arg, env = "SPARK_ADMISSION_DRAIN_DELAY")]
-    pub drain_delay: Duration,
+    #[arg(long, default_value_t = GoDuration(defaults::DRAIN_DELAY), env = "SPARK_ADMISSION_DRAIN_DELAY")]
+    pub drain_delay: GoDuration,
     /// After the drain delay, wait at most this long for in-flight requests.
-    #[arg(long, default_value = "15s", value_parser = duration_arg, env = "SPARK_ADMISSION_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: Duration,
+    #[arg(long, default_value_t = GoDuration(defaults::SHUTDOWN_TIMEOUT), env = "SPARK_ADMISSION_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: GoDuration,
     /// Largest accepted /mutate body in bytes (larger gets HTTP 413).
-    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "SPARK_ADMISSION_MAX_BODY_BYTES")]
+    #[arg(long, default_value_t = defaults::MAX_BODY_BYTES, env = "SPARK_ADMISSION_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
+    /// Request bodies held at once, in bytes; past it requests get HTTP 503 at once.
+    #[arg(long, default_value_t = defaults::MAX_INFLIGHT_BYTES, env = "SPARK_ADMISSION_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: usize,
+    /// Connections held at once on the TLS port (fewer if the open-files limit is lower).
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS, env = "SPARK_ADMISSION_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// Threads that serve connections and evaluate pods; 0 means one per CPU available.
+    #[arg(long, default_value_t = 0, env = "SPARK_ADMISSION_WORKERS")]
+    pub workers: usize,
     /// How often the certificate files and the policy directory are checked for changes.
-    #[arg(long, default_value = "2s", value_parser = duration_arg, env = "SPARK_ADMISSION_RELOAD_INTERVAL")]
-    pub reload_interval: Duration,
+    #[arg(long, default_value_t = GoDuration(defaults::RELOAD_INTERVAL), env = "SPARK_ADMISSION_RELOAD_INTERVAL")]
+    pub reload_interval: GoDuration,
     /// Where the development certificate goes when no --cert/--key is given.
     #[arg(
         long,
@@ -132,35 +162,55 @@ pub struct Config {
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
     pub max_body_bytes: usize,
+    pub max_inflight_bytes: usize,
+    pub max_connections: usize,
     pub reload_interval: Duration,
+    pub limits: Limits,
+    /// What answers a `/mutate` body (tests replace it to make the engine fail).
+    pub evaluator: Evaluator,
 }
 
 impl Config {
-    /// Defaults of the CLI, on the given files and addresses.
+    /// The defaults of the CLI, on the given files.
     pub fn new(policies: PathBuf, cert: PathBuf, key: PathBuf) -> Config {
+        let addr = |a: &str| a.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         Config {
             policies,
             cert,
             key,
             client_ca: None,
-            addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
-            admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            drain_delay: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(15),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            reload_interval: Duration::from_secs(2),
+            addr: addr(defaults::ADDR),
+            admin_addr: addr(defaults::ADMIN_ADDR),
+            drain_delay: defaults::DRAIN_DELAY,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            max_inflight_bytes: defaults::MAX_INFLIGHT_BYTES,
+            max_connections: defaults::MAX_CONNECTIONS,
+            reload_interval: defaults::RELOAD_INTERVAL,
+            limits: Limits::default(),
+            evaluator: crate::admission::review,
         }
     }
 }
 
 /// State shared by the handlers and the reloaders.
-#[derive(Debug)]
 pub struct AppState {
     pub policies: PolicyStore,
     pub certs: Arc<CertStore>,
     pub metrics: Metrics,
     pub phase: watch::Receiver<Phase>,
     pub max_body_bytes: usize,
+    pub body_budget: BodyBudget,
+    pub evaluator: Evaluator,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("policies", &self.policies)
+            .field("certs", &self.certs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -250,7 +300,7 @@ pub struct RunningServer {
     drain: shutdown::Drain,
     tls_task: JoinHandle<()>,
     admin_stop: oneshot::Sender<()>,
-    admin_task: JoinHandle<()>,
+    admin_thread: std::thread::JoinHandle<()>,
     pollers: Vec<JoinHandle<()>>,
 }
 
@@ -264,12 +314,17 @@ impl RunningServer {
     pub async fn wait(self) -> Result<(), ServerError> {
         let tls = self.tls_task.await;
         let _ = self.admin_stop.send(());
-        let admin = self.admin_task.await;
+        let admin_thread = self.admin_thread;
+        let admin = tokio::task::spawn_blocking(move || admin_thread.join()).await;
         for p in &self.pollers {
             p.abort();
         }
         tls.map_err(|e| ServerError::Task(e.to_string()))?;
-        admin.map_err(|e| ServerError::Task(e.to_string()))?;
+        match admin {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ServerError::Task("the admin thread panicked".into())),
+            Err(e) => return Err(ServerError::Task(e.to_string())),
+        }
         info!("server stopped");
         Ok(())
     }
@@ -278,6 +333,15 @@ impl RunningServer {
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
+        .map_err(|source| ServerError::Bind { addr, what, source })
+}
+
+fn local_addr(
+    l: &TcpListener,
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, ServerError> {
+    l.local_addr()
         .map_err(|source| ServerError::Bind { addr, what, source })
 }
 
@@ -296,6 +360,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics: Metrics::new(),
         phase: phase_rx.clone(),
         max_body_bytes: config.max_body_bytes,
+        body_budget: BodyBudget::new(config.max_inflight_bytes),
+        evaluator: config.evaluator,
     });
     if let Some(e) = reload_certificate(&state).await {
         return Err(ServerError::Certificate(e));
@@ -304,18 +370,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 
     let listener = bind(config.addr, "admission, TLS").await?;
     let admin_listener = bind(config.admin_addr, "admin").await?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.addr,
-        what: "admission, TLS",
-        source,
-    })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            addr: config.admin_addr,
-            what: "admin",
-            source,
-        })?;
+    let addr = local_addr(&listener, config.addr, "admission, TLS")?;
+    let admin_addr = local_addr(&admin_listener, config.admin_addr, "admin")?;
 
     // A zero interval would spin; 10 ms is already far more often than files change.
     let interval = config.reload_interval.max(Duration::from_millis(10));
@@ -341,13 +397,34 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     ];
 
     let (admin_stop, admin_stopped) = oneshot::channel();
-    let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), admin_stopped));
-    let tls_task = tokio::spawn(shutdown::serve_tls(
+    let admin_std = admin_listener
+        .into_std()
+        .map_err(|source| ServerError::Bind {
+            addr: admin_addr,
+            what: "admin",
+            source,
+        })?;
+    let admin_thread =
+        admin::spawn(admin_std, state.clone(), admin_stopped).map_err(ServerError::Runtime)?;
+    let max_connections = listener::connection_cap(config.max_connections);
+    if max_connections < config.max_connections {
+        warn!(
+            max_connections,
+            asked = config.max_connections,
+            "the open-files limit allows fewer connections than asked"
+        );
+    }
+    let tls_task = tokio::spawn(listener::serve(
         listener,
-        tls_config,
-        webhook::router(state.clone()),
+        listener::Serving {
+            tls: tls_config,
+            router: webhook::router(state.clone()),
+            limits: config.limits,
+            max_connections,
+            shutdown_timeout: config.shutdown_timeout,
+            state: state.clone(),
+        },
         phase_rx,
-        config.shutdown_timeout,
     ));
     info!(
         version = crate::VERSION,
@@ -355,6 +432,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         %addr,
         %admin_addr,
         policies = %config.policies.display(),
+        max_connections,
         "serving"
     );
     Ok(RunningServer {
@@ -364,7 +442,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         drain: shutdown::Drain::new(phase_tx, config.drain_delay),
         tls_task,
         admin_stop,
-        admin_task,
+        admin_thread,
         pollers,
     })
 }
@@ -387,9 +465,25 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// The runtime of `serve`: `workers` threads (0: one per CPU this process may use) and at
+/// most one blocking thread (policy and certificate reloads).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = if workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        workers
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(1)
+        .thread_name("spark-admission")
+        .enable_all()
+        .build()
+}
+
 /// `spark-admission serve` from `main`: the exit code (errors printed to stderr).
 pub fn main(args: ServeArgs) -> i32 {
-    let result = tokio::runtime::Runtime::new()
+    let result = runtime(args.workers)
         .map_err(ServerError::Runtime)
         .and_then(|rt| rt.block_on(run(args)));
     match result {
@@ -404,6 +498,8 @@ pub fn main(args: ServeArgs) -> i32 {
 /// `spark-admission serve`: run until SIGTERM/SIGINT, then drain and exit.
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     init_logging(args.log_format);
+    // A panic is logged like any error (request handling also turns it into an answer).
+    std::panic::set_hook(Box::new(|panic| error!(%panic, "panic")));
     let (cert, key, dev_ca) = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
         _ => {
@@ -420,10 +516,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     config.client_ca = args.client_ca.clone();
     config.addr = args.addr;
     config.admin_addr = args.admin_addr;
-    config.drain_delay = args.drain_delay;
-    config.shutdown_timeout = args.shutdown_timeout;
+    config.drain_delay = args.drain_delay.0;
+    config.shutdown_timeout = args.shutdown_timeout.0;
     config.max_body_bytes = args.max_body_bytes;
-    config.reload_interval = args.reload_interval;
+    config.max_inflight_bytes = args.max_inflight_bytes;
+    config.max_connections = args.max_connections;
+    config.reload_interval = args.reload_interval.0;
     let server = start(config).await?;
     if let Some(ca) = dev_ca {
         println!("Try it (another terminal):");
@@ -437,8 +535,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         .await
         .map_err(ServerError::Signal)?;
     warn!(
-        drain_delay = ?args.drain_delay,
-        shutdown_timeout = ?args.shutdown_timeout,
+        drain_delay = %args.drain_delay,
+        shutdown_timeout = %args.shutdown_timeout,
         "shutdown requested: not ready now, draining"
     );
     server.shutdown();

@@ -1,6 +1,7 @@
 //! `POST /mutate`: limits, the API server's `?timeout=`, metrics and the per-admission span
 //! around [`crate::admission::review`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,16 @@ use tracing::{info, info_span, warn, Instrument as _};
 use super::duration::parse_duration;
 use super::shutdown::Phase;
 use super::AppState;
-use crate::admission::{self, error_summary, plain_reply, Outcome, Reply};
+use crate::admission::{error_summary, plain_reply, Outcome, Reply};
 
 /// Used when the caller sends no `?timeout=` (the API server always does): its maximum.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `?timeout=` accepted: the API server's maximum `timeoutSeconds`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What answers a `/mutate` body; [`crate::admission::review`] in the product, a stand-in in
+/// tests that need the engine to fail.
+pub type Evaluator = fn(&crate::policy::PolicySet, &[u8]) -> Reply;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -43,14 +50,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The `timeout` query parameter, if any.
+/// The `timeout` query parameter, if any: more than zero and at most [`MAX_TIMEOUT`].
 fn api_timeout(query: Option<&str>) -> Result<Option<Duration>, String> {
     let Some(query) = query else { return Ok(None) };
     for pair in query.split('&') {
         if let Some(("timeout", value)) = pair.split_once('=') {
-            return parse_duration(value)
-                .map(Some)
-                .map_err(|e| format!("invalid ?timeout= query: {e}"));
+            let invalid = |why: String| format!("invalid ?timeout= query: {why}");
+            let timeout = parse_duration(value).map_err(invalid)?;
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err(invalid(format!(
+                    "{value:?} is not between 0 and {MAX_TIMEOUT:?} (the API server sends its \
+                     webhook timeoutSeconds, 1s to 30s)"
+                )));
+            }
+            return Ok(Some(timeout));
         }
     }
     Ok(None)
@@ -59,6 +72,53 @@ fn api_timeout(query: Option<&str>) -> Result<Option<Duration>, String> {
 /// Answer a little before the API server gives up: 10% early, at most 1 s.
 fn answer_budget(timeout: Duration) -> Duration {
     timeout.saturating_sub((timeout / 10).min(Duration::from_secs(1)))
+}
+
+/// Bytes of request bodies that may be held at once, over all connections: the bound on the
+/// memory requests can take while they are read and evaluated.
+#[derive(Debug)]
+pub struct BodyBudget {
+    capacity: usize,
+    used: AtomicUsize,
+}
+
+/// Bytes taken from a [`BodyBudget`], given back on drop.
+pub struct Reservation<'a> {
+    budget: &'a BodyBudget,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    pub fn new(capacity: usize) -> BodyBudget {
+        BodyBudget {
+            capacity,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Take `bytes`, or `None` when that would exceed the capacity.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes)
+                    .filter(|&total| total <= self.capacity)
+            })
+            .ok()
+            .map(|_| Reservation {
+                budget: self,
+                bytes,
+            })
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 fn is_json(content_type: &HeaderValue) -> bool {
@@ -197,11 +257,11 @@ async fn answer(
     // An invalid ?timeout= is refused below, after the body is read; until then use the default.
     let caller_timeout = timeout.clone().ok().flatten().unwrap_or(DEFAULT_TIMEOUT);
     let deadline = tokio::time::Instant::from_std(started + answer_budget(caller_timeout));
-    let too_late = || {
+    let too_late = |when: &str| {
         refuse(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "could not answer within the caller's timeout of {caller_timeout:?}; \
+                "could not answer within the caller's timeout of {caller_timeout:?} ({when}); \
                  the webhook's failurePolicy applies"
             ),
         )
@@ -221,10 +281,25 @@ async fn answer(
         // Too large even to drain: answer at once (the connection is closed).
         return too_large();
     }
+    // Memory for the body, from a budget shared by all requests: when it is spent the
+    // request is refused at once rather than queued (the API server then applies the
+    // failurePolicy without waiting).
+    let wanted = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let Some(_reservation) = state.body_budget.reserve(wanted) else {
+        state.metrics.shed("overloaded");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "overloaded: {} bytes of request bodies are already in flight; \
+                 the webhook's failurePolicy applies",
+                state.body_budget.in_use()
+            ),
+        );
+    };
 
     // The body is read before any other check so that a refusal keeps the connection usable.
     let bytes = match tokio::time::timeout_at(deadline, read_body(body, limit)).await {
-        Err(_) => return too_late(),
+        Err(_) => return too_late("the request body did not arrive in time"),
         Ok(BodyRead::TooLarge) => return too_large(),
         Ok(BodyRead::Failed(e)) => {
             return refuse(
@@ -258,17 +333,32 @@ async fn answer(
             ),
         );
     };
-
-    // Off the async workers: evaluation is CPU work, and a slow one must not stop us from
-    // answering before the deadline (or take the server down if it panics).
-    let task = tokio::task::spawn_blocking(move || admission::review(&policies, &bytes));
-    match tokio::time::timeout_at(deadline, task).await {
-        Err(_) => too_late(),
-        Ok(Err(e)) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error while evaluating the request: {e}"),
-        ),
-        Ok(Ok(reply)) => reply,
+    // The worker may have been busy with other requests since the body arrived: work past
+    // the deadline is not started.
+    if tokio::time::Instant::now() >= deadline {
+        state.metrics.shed("deadline");
+        return too_late("the server was busy");
+    }
+    // Evaluation runs here, on the runtime's fixed set of worker threads (no hand-off to
+    // another thread, no thread per request): its cost is linear in the body, which is
+    // bounded. A panic becomes an answer, never a dropped connection.
+    let evaluate = state.evaluator;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluate(&policies, &bytes))) {
+        Ok(reply) => reply,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "internal error while evaluating the request: {what}; \
+                     the webhook's failurePolicy applies"
+                ),
+            )
+        }
     }
 }
 
@@ -287,7 +377,16 @@ mod tests {
             api_timeout(Some("a=b&timeout=250ms")),
             Ok(Some(Duration::from_millis(250)))
         );
-        assert!(api_timeout(Some("timeout=soon")).is_err());
+        for bad in [
+            "timeout=soon",
+            "timeout=1e19",
+            "timeout=0s",
+            "timeout=31s",
+            "timeout=9999999999h",
+        ] {
+            let e = api_timeout(Some(bad)).unwrap_err();
+            assert!(e.starts_with("invalid ?timeout= query"), "{bad}: {e}");
+        }
         assert_eq!(
             answer_budget(Duration::from_secs(10)),
             Duration::from_secs(9)
@@ -300,6 +399,20 @@ mod tests {
             answer_budget(Duration::from_millis(500)),
             Duration::from_millis(450)
         );
+    }
+
+    #[test]
+    fn the_body_budget_refuses_what_exceeds_it_and_takes_back_what_is_dropped() {
+        let budget = BodyBudget::new(100);
+        let a = budget.reserve(60).unwrap();
+        assert!(budget.reserve(41).is_none());
+        let b = budget.reserve(40).unwrap();
+        assert_eq!(budget.in_use(), 100);
+        drop(a);
+        assert_eq!(budget.in_use(), 40);
+        assert!(budget.reserve(usize::MAX).is_none());
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]

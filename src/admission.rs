@@ -370,13 +370,27 @@ fn answer(
             return Ok((true, ResponseExtras::default()));
         }
     };
-    let (name, role) = peek(object).map_err(fail)?;
-    summary.pod_name = name;
-    if role.is_none() {
-        summary.note = Some("not a Spark pod".to_string());
-        return Ok((true, ResponseExtras::default()));
-    }
-    let pod = read_pod(object).map_err(fail)?;
+    // A pod whose text holds no `spark-role` is looked at without being parsed (exact: a key
+    // written with escapes is still found by the peek); one that does is parsed at once.
+    let pod = if object.get().contains(crate::spark_pod::ROLE_LABEL) {
+        // On failure the peek names a wrong kind more plainly than the typed parse.
+        let pod = read_pod(object).map_err(|e| fail(peek(object).err().unwrap_or(e)))?;
+        summary.pod_name = pod
+            .metadata
+            .name
+            .clone()
+            .or_else(|| pod.metadata.generate_name.clone())
+            .filter(|n| !n.is_empty());
+        pod
+    } else {
+        let (name, role) = peek(object).map_err(fail)?;
+        summary.pod_name = name;
+        if role.is_none() {
+            summary.note = Some("not a Spark pod".to_string());
+            return Ok((true, ResponseExtras::default()));
+        }
+        read_pod(object).map_err(fail)?
+    };
     let evaluation = decide(policies, pod, summary.namespace.as_deref()).map_err(|e| match e {
         PodError::Internal(message) => Rejection::Internal(message),
         PodError::NotAPod(m) => fail(RequestError::NotAPod(m)),
@@ -391,6 +405,9 @@ fn respond(
     summary: &mut Summary,
 ) -> Result<(bool, ResponseExtras), Rejection> {
     summary.role = evaluation.role;
+    if evaluation.role.is_none() {
+        summary.note = Some("not a Spark pod".to_string());
+    }
     let mut extras = ResponseExtras {
         warnings: evaluation
             .warnings
@@ -686,6 +703,20 @@ mod tests {
             (
                 pod_request("CREATE", json!({"kind": "ConfigMap", "metadata": {}})),
                 "its kind is \"ConfigMap\"",
+            ),
+            (
+                pod_request(
+                    "CREATE",
+                    json!({"kind": "ConfigMap", "metadata": {"labels": {"spark-role": "driver"}}}),
+                ),
+                "its kind is \"ConfigMap\"",
+            ),
+            (
+                pod_request(
+                    "CREATE",
+                    json!({"kind": "Pod", "metadata": {"labels": {"spark-role": "driver"}}, "spec": {"containers": 5}}),
+                ),
+                "cannot be read as a Pod: at spec.containers",
             ),
         ];
         for (request, want) in cases {

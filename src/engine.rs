@@ -2,14 +2,16 @@
 //!
 //! request → Spark pod view → selected policies → mutated pod → diff → verdict.
 //! The diff is taken between the typed forms of the parts of the pod a mutation may change
-//! ([`touchable`]), before and after, so fields the typed model does not know are never
+//! ([`Parts`]), before and after, so fields the typed model does not know are never
 //! removed. [`decide`] is the webhook's path: it mutates the typed pod in place and builds
 //! only the patch. [`evaluate`] is the offline path (CLI, tests): it also applies the patch
 //! to the submitted JSON, which shows the patched pod and checks that the patch applies.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, Pod, ResourceRequirements, Toleration, Volume, VolumeMount,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -174,7 +176,7 @@ pub fn decide(
 
     #[cfg(debug_assertions)]
     let original = pod.clone();
-    let before = touchable(&pod)?;
+    let before = Parts::of(&pod);
     let mut warnings = vec![];
     let mut changes = vec![];
     let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
@@ -247,7 +249,7 @@ pub fn decide(
         untouched_rest_is_equal(&original, &pod),
         "a mutation changed a field outside the touchable parts"
     );
-    let patch = diff(&before, &touchable(&pod)?);
+    let patch = before.diff(&pod)?;
     let verdict = if patch.0.is_empty() {
         Verdict::Unchanged
     } else {
@@ -263,63 +265,113 @@ pub fn decide(
     })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, PodError> {
-    serde_json::to_value(v)
-        .map_err(|e| PodError::Internal(format!("the pod does not serialise: {e}")))
+/// The parts of a pod the mutations may change, copied before they run: the patch is the
+/// difference between these and the mutated pod's. Diffing only these (not the whole pod)
+/// keeps an admission cheap; in debug builds `untouched_rest_is_equal` checks that nothing
+/// else changed. Of the Spark container only `env`, `volumeMounts` and `resources` are
+/// touched (local dirs, secret env, memory).
+struct Parts {
+    annotations: Option<BTreeMap<String, String>>,
+    node_selector: Option<BTreeMap<String, String>>,
+    affinity: Option<Affinity>,
+    tolerations: Option<Vec<Toleration>>,
+    volumes: Option<Vec<Volume>>,
+    /// The Spark container's index, `env`, `volumeMounts` and `resources`.
+    container: Option<(
+        usize,
+        Option<Vec<EnvVar>>,
+        Option<Vec<VolumeMount>>,
+        Option<ResourceRequirements>,
+    )>,
 }
 
-/// The parts of a pod the mutations may change, as JSON, each with its JSON Pointer
-/// tokens. Diffing only these (not the whole pod) keeps an admission cheap; in debug builds
-/// `untouched_rest_is_equal` checks that nothing else changed. Of the Spark container only
-/// `env`, `volumeMounts` and `resources` are touched (local dirs, secret env, memory).
-type Parts = Vec<(Vec<String>, Value)>;
-
-fn touchable(pod: &Pod) -> Result<Parts, PodError> {
-    let spec = pod.spec.as_ref();
-    let at = |tokens: &[&str]| tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-    let mut parts = vec![
-        (
-            at(&["metadata", "annotations"]),
-            to_json(&pod.metadata.annotations)?,
-        ),
-        (
-            at(&["spec", "nodeSelector"]),
-            to_json(&spec.and_then(|s| s.node_selector.as_ref()))?,
-        ),
-        (
-            at(&["spec", "affinity"]),
-            to_json(&spec.and_then(|s| s.affinity.as_ref()))?,
-        ),
-        (
-            at(&["spec", "tolerations"]),
-            to_json(&spec.and_then(|s| s.tolerations.as_ref()))?,
-        ),
-        (
-            at(&["spec", "volumes"]),
-            to_json(&spec.and_then(|s| s.volumes.as_ref()))?,
-        ),
-    ];
-    if let Some(i) = spark_pod::spark_container_index(pod) {
-        if let Some(c) = spec.and_then(|s| s.containers.get(i)) {
-            let index = i.to_string();
-            for (field, value) in [
-                ("env", to_json(&c.env)?),
-                ("volumeMounts", to_json(&c.volume_mounts)?),
-                ("resources", to_json(&c.resources)?),
-            ] {
-                parts.push((at(&["spec", "containers", &index, field]), value));
-            }
+impl Parts {
+    fn of(pod: &Pod) -> Parts {
+        let spec = pod.spec.as_ref();
+        Parts {
+            annotations: pod.metadata.annotations.clone(),
+            node_selector: spec.and_then(|s| s.node_selector.clone()),
+            affinity: spec.and_then(|s| s.affinity.clone()),
+            tolerations: spec.and_then(|s| s.tolerations.clone()),
+            volumes: spec.and_then(|s| s.volumes.clone()),
+            container: spark_pod::spark_container_index(pod).and_then(|i| {
+                let c = spec?.containers.get(i)?;
+                Some((
+                    i,
+                    c.env.clone(),
+                    c.volume_mounts.clone(),
+                    c.resources.clone(),
+                ))
+            }),
         }
     }
-    Ok(parts)
-}
 
-fn diff(before: &Parts, after: &Parts) -> json_patch::Patch {
-    let mut ops = vec![];
-    for ((path, a), (_, b)) in before.iter().zip(after) {
-        ops.extend(crate::patch::diff_at_path(path, a, b).0);
+    /// The operations that turn these parts into those of `pod`.
+    fn diff(&self, pod: &Pod) -> Result<json_patch::Patch, PodError> {
+        use crate::patch::{diff_typed, diff_typed_list};
+        let spec = pod.spec.as_ref();
+        let mut ops = vec![];
+        let failed =
+            |e: serde_json::Error| PodError::Internal(format!("the pod does not serialise: {e}"));
+        diff_typed(
+            &["metadata", "annotations"],
+            self.annotations.as_ref(),
+            pod.metadata.annotations.as_ref(),
+            &mut ops,
+        )
+        .map_err(failed)?;
+        diff_typed(
+            &["spec", "nodeSelector"],
+            self.node_selector.as_ref(),
+            spec.and_then(|s| s.node_selector.as_ref()),
+            &mut ops,
+        )
+        .map_err(failed)?;
+        diff_typed(
+            &["spec", "affinity"],
+            self.affinity.as_ref(),
+            spec.and_then(|s| s.affinity.as_ref()),
+            &mut ops,
+        )
+        .map_err(failed)?;
+        diff_typed_list(
+            &["spec", "tolerations"],
+            self.tolerations.as_ref(),
+            spec.and_then(|s| s.tolerations.as_ref()),
+            &mut ops,
+        )
+        .map_err(failed)?;
+        diff_typed_list(
+            &["spec", "volumes"],
+            self.volumes.as_ref(),
+            spec.and_then(|s| s.volumes.as_ref()),
+            &mut ops,
+        )
+        .map_err(failed)?;
+        if let Some((i, env, mounts, resources)) = &self.container {
+            if let Some(c) = spec.and_then(|s| s.containers.get(*i)) {
+                let index = i.to_string();
+                let at = |field| ["spec", "containers", index.as_str(), field];
+                diff_typed_list(&at("env"), env.as_ref(), c.env.as_ref(), &mut ops)
+                    .map_err(failed)?;
+                diff_typed_list(
+                    &at("volumeMounts"),
+                    mounts.as_ref(),
+                    c.volume_mounts.as_ref(),
+                    &mut ops,
+                )
+                .map_err(failed)?;
+                diff_typed(
+                    &at("resources"),
+                    resources.as_ref(),
+                    c.resources.as_ref(),
+                    &mut ops,
+                )
+                .map_err(failed)?;
+            }
+        }
+        Ok(json_patch::Patch(ops))
     }
-    json_patch::Patch(ops)
 }
 
 #[cfg(debug_assertions)]

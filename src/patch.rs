@@ -17,6 +17,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
+use serde::Serialize;
 use serde_json::Value;
 
 /// The operations that turn `from` into `to`.
@@ -24,25 +25,6 @@ pub fn diff(from: &Value, to: &Value) -> Patch {
     let mut ops = vec![];
     let mut path = vec![];
     diff_at(&mut path, from, to, &mut ops);
-    Patch(ops)
-}
-
-/// The operations that turn `from` into `to`, both found at `path` in the document.
-/// `null` stands for "absent": absent → value is an `add`, value → absent a `remove`.
-pub fn diff_at_path(path: &[String], from: &Value, to: &Value) -> Patch {
-    let mut ops = vec![];
-    let mut path = path.to_vec();
-    match (from, to) {
-        (Value::Null, Value::Null) => {}
-        (Value::Null, v) => ops.push(PatchOperation::Add(AddOperation {
-            path: pointer(&path),
-            value: v.clone(),
-        })),
-        (_, Value::Null) => ops.push(PatchOperation::Remove(RemoveOperation {
-            path: pointer(&path),
-        })),
-        (a, b) => diff_at(&mut path, a, b, &mut ops),
-    }
     Patch(ops)
 }
 
@@ -83,11 +65,21 @@ fn diff_at(path: &mut Vec<String>, from: &Value, to: &Value, ops: &mut Vec<Patch
     }
 }
 
-/// Edit script for arrays. The common prefix and suffix are kept; in the middle, anchors
-/// (see [`anchors`]) are kept; each gap between anchors pairs old and new elements by
-/// position (diffing inside a pair), then removes or adds the rest. Indices are tracked
-/// as the operations apply one after another.
+/// Edit script for arrays. The common prefix and suffix are kept; the middle goes to
+/// [`diff_middle`].
 fn diff_array(path: &mut Vec<String>, a: &[Value], b: &[Value], ops: &mut Vec<PatchOperation>) {
+    let (prefix, suffix) = common_ends(a, b);
+    diff_middle(
+        path,
+        &a[prefix..a.len() - suffix],
+        &b[prefix..b.len() - suffix],
+        prefix,
+        ops,
+    );
+}
+
+/// The lengths of the common prefix and the common suffix of two lists (not overlapping).
+fn common_ends<T: PartialEq>(a: &[T], b: &[T]) -> (usize, usize) {
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let suffix = a[prefix..]
         .iter()
@@ -95,14 +87,86 @@ fn diff_array(path: &mut Vec<String>, a: &[Value], b: &[Value], ops: &mut Vec<Pa
         .zip(b[prefix..].iter().rev())
         .take_while(|(x, y)| x == y)
         .count();
-    let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let mut index = prefix; // position in the array as patched so far
+    (prefix, suffix)
+}
+
+/// Edit script for the differing middle of an array, which starts at array position
+/// `start`: anchors (see [`anchors`]) are kept; each gap between anchors pairs old and new
+/// elements by position (diffing inside a pair), then removes or adds the rest. Indices
+/// are tracked as the operations apply one after another.
+fn diff_middle(
+    path: &mut Vec<String>,
+    a: &[Value],
+    b: &[Value],
+    start: usize,
+    ops: &mut Vec<PatchOperation>,
+) {
+    let mut index = start; // position in the array as patched so far
     let (mut i, mut j) = (0, 0);
     for (ai, bj) in anchors(a, b).into_iter().chain([(a.len(), b.len())]) {
         diff_gap(path, &a[i..ai], &b[j..bj], &mut index, ops);
         index += 1; // the anchor itself (or, after the last gap, nothing)
         (i, j) = (ai + 1, bj + 1);
     }
+}
+
+/// The operations that turn the typed value `from` into `to`, found at `path` (`None` is
+/// "absent"). Equal values cost a comparison and nothing else; only a value that changed
+/// is turned into JSON to be diffed.
+pub fn diff_typed<T: Serialize + PartialEq>(
+    path: &[&str],
+    from: Option<&T>,
+    to: Option<&T>,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), serde_json::Error> {
+    if from == to {
+        return Ok(());
+    }
+    let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
+    match (from, to) {
+        (_, None) => ops.push(PatchOperation::Remove(RemoveOperation {
+            path: pointer(&path),
+        })),
+        (None, Some(v)) => ops.push(PatchOperation::Add(AddOperation {
+            path: pointer(&path),
+            value: serde_json::to_value(v)?,
+        })),
+        (Some(a), Some(b)) => diff_at(
+            &mut path,
+            &serde_json::to_value(a)?,
+            &serde_json::to_value(b)?,
+            ops,
+        ),
+    }
+    Ok(())
+}
+
+/// [`diff_typed`] for a list: the common prefix and suffix are found on the typed
+/// elements, and only the differing middle is turned into JSON.
+pub fn diff_typed_list<T: Serialize + PartialEq>(
+    path: &[&str],
+    from: Option<&Vec<T>>,
+    to: Option<&Vec<T>>,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), serde_json::Error> {
+    let (Some(a), Some(b)) = (from, to) else {
+        return diff_typed(path, from, to, ops);
+    };
+    let (prefix, suffix) = common_ends(a, b);
+    if prefix == a.len() && prefix == b.len() {
+        return Ok(());
+    }
+    let json = |items: &[T]| {
+        items
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let middle_a = json(&a[prefix..a.len() - suffix])?;
+    let middle_b = json(&b[prefix..b.len() - suffix])?;
+    let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
+    diff_middle(&mut path, &middle_a, &middle_b, prefix, ops);
+    Ok(())
 }
 
 /// One gap between anchors: `a` is replaced by `b`, starting at array position `index`.

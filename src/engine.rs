@@ -276,14 +276,16 @@ struct Parts {
     affinity: Option<Affinity>,
     tolerations: Option<Vec<Toleration>>,
     volumes: Option<Vec<Volume>>,
-    /// The Spark container's index, `env`, `volumeMounts` and `resources`.
-    container: Option<(
-        usize,
-        Option<Vec<EnvVar>>,
-        Option<Vec<VolumeMount>>,
-        Option<ResourceRequirements>,
-    )>,
+    container: Option<ContainerParts>,
 }
+
+/// The Spark container's index, `env`, `volumeMounts` and `resources`.
+type ContainerParts = (
+    usize,
+    Option<Vec<EnvVar>>,
+    Option<Vec<VolumeMount>>,
+    Option<ResourceRequirements>,
+);
 
 impl Parts {
     fn of(pod: &Pod) -> Parts {

@@ -53,9 +53,14 @@
 pub mod admission;
 pub mod client;
 pub mod defaulting;
+pub mod jsonpatch;
+pub mod plugins;
+pub mod podsecurity;
+pub mod quantity;
 pub mod selector;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod typed;
 pub mod validation;
 pub mod webhook_config;

@@ -747,8 +747,17 @@ fn is_env_var_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// `IsDNS1123Subdomain`: at most 253 characters; its dot-separated parts follow the label
+/// pattern, with no length limit of their own.
 fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    let part = |p: &str| {
+        let b = p.as_bytes();
+        b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    };
+    s.len() <= 253 && s.split('.').all(part)
 }
 
 #[cfg(test)]
@@ -880,6 +889,14 @@ mod tests {
         assert!(validate_pod(&pod)
             .iter()
             .any(|e| e.field == "metadata.labels"));
+    }
+
+    #[test]
+    fn a_subdomain_part_may_be_longer_than_a_label() {
+        let long = format!("{}-exec-1-spark-local-dir-1", "e2e-local-dirs-ephemeral-359".repeat(2));
+        assert!(long.len() > 63 && is_dns1123_subdomain(&long));
+        assert!(!is_dns1123_label(&long));
+        assert!(!is_dns1123_subdomain(&"x".repeat(254)));
     }
 
     #[test]

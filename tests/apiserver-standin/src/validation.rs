@@ -1,6 +1,15 @@
-//! The subset of Pod validation (`pkg/apis/core/validation`) that a mutating webhook's patch
-//! can break. Messages follow the API server's `field.Error` wording.
-
+//! The subset of Pod validation (`pkg/apis/core/validation/validation.go`) that a mutating
+//! webhook's patch can break, with the API server's field paths, reasons and wording:
+//! metadata name, label keys and values, annotation keys (checked lower-cased) and total size;
+//! volume names (DNS labels, unique), exactly one source per volume, hostPath path (required, no
+//! `..`) and type, emptyDir sizeLimit not negative, ephemeral claim templates (only labels and
+//! annotations in metadata, access modes, a positive storage request, volumeMode, storage class
+//! name, the `<pod>-<volume>` claim name); container names (DNS labels, unique across init
+//! containers and containers); mounts naming a volume, unique mount paths; env var names,
+//! `value` vs `valueFrom`, exactly one `valueFrom` source, secret/configMap key selectors (name
+//! a DNS subdomain, key a config key); resource names, non-negative quantities, extended
+//! resources whole with request equal to limit, requests at most limits; tolerations; node
+//! selector labels; node affinity operators, values (label values in required terms), weights.
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -52,15 +61,20 @@ pub fn validate_pod(pod: &Value) -> Vec<FieldError> {
         let field = format!("{base}.name");
         let name = v["name"].as_str().unwrap_or("");
         if name.is_empty() {
-            errs.push(err(field, "FieldValueRequired", "Required value".into()));
-        } else if !volume_names.insert(name.to_string()) {
+            errs.push(err(
+                field.clone(),
+                "FieldValueRequired",
+                "Required value".into(),
+            ));
+        } else if !is_dns1123_label(name) {
+            errs.push(invalid(field.clone(), name, DNS1123_LABEL_MSG));
+        }
+        if !volume_names.insert(name.to_string()) {
             errs.push(err(
                 field,
                 "FieldValueDuplicate",
                 format!("Duplicate value: {name:?}"),
             ));
-        } else if !is_dns1123_label(name) {
-            errs.push(invalid(field, name, DNS1123_LABEL_MSG));
         }
         validate_volume_source(v, &base, pod_name, &mut errs);
     }
@@ -752,8 +766,10 @@ fn is_env_var_name(s: &str) -> bool {
 fn is_dns1123_subdomain(s: &str) -> bool {
     let part = |p: &str| {
         let b = p.as_bytes();
-        b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        b.first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && b.last()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             && b.iter()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     };
@@ -893,7 +909,10 @@ mod tests {
 
     #[test]
     fn a_subdomain_part_may_be_longer_than_a_label() {
-        let long = format!("{}-exec-1-spark-local-dir-1", "e2e-local-dirs-ephemeral-359".repeat(2));
+        let long = format!(
+            "{}-exec-1-spark-local-dir-1",
+            "e2e-local-dirs-ephemeral-359".repeat(2)
+        );
         assert!(long.len() > 63 && is_dns1123_subdomain(&long));
         assert!(!is_dns1123_label(&long));
         assert!(!is_dns1123_subdomain(&"x".repeat(254)));

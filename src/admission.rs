@@ -417,7 +417,12 @@ fn respond(
             let json = serde_json::to_vec(&patch)
                 .map_err(|e| Rejection::Internal(format!("cannot serialise the patch: {e}")))?;
             extras.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-            summary.outcome = Outcome::Patched;
+            // A patch that only adds the audit annotation leaves the pod as it was.
+            summary.outcome = if evaluation.changes.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Patched
+            };
             true
         }
         Verdict::Denied { policy, message } => {

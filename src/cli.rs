@@ -171,7 +171,7 @@ pub fn mutate(
     if eval.role.is_none() {
         let _ = writeln!(
             err,
-            "not a Spark pod (no spark-role: driver|executor label): unchanged"
+            "not a Spark pod (no spark-role: driver|executor|connect-server label): unchanged"
         );
     }
     let (patch, mutated) = match eval.verdict {

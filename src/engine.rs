@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::mutate::{self, Report};
+use crate::mutate;
 use crate::policy::PolicySet;
 use crate::selection::{self, PodFacts};
 use crate::spark_pod::{self, SparkRole};
@@ -41,6 +41,10 @@ pub struct Evaluation<P = Value> {
     pub applied: Vec<String>,
     /// Audit-mode policies that would have changed the pod.
     pub audited: Vec<String>,
+    /// What Enforce policies changed, one line each. Empty when the patch only writes the
+    /// webhook's own annotations (a pod only Audit policies matched, or one that already
+    /// conforms): such an admission is not a patched pod for metrics and logs.
+    pub changes: Vec<String>,
     /// Human-readable notes: kept conflicts, skipped changes, what Audit policies would do.
     pub warnings: Vec<String>,
 }
@@ -52,6 +56,7 @@ impl<P> Evaluation<P> {
             verdict: Verdict::Unchanged,
             applied: vec![],
             audited: vec![],
+            changes: vec![],
             warnings: vec![],
         }
     }
@@ -134,6 +139,7 @@ pub fn evaluate(
         verdict,
         applied: decision.applied,
         audited: decision.audited,
+        changes: decision.changes,
         warnings: decision.warnings,
     })
 }
@@ -170,11 +176,15 @@ pub fn decide(
     let original = pod.clone();
     let before = touchable(&pod)?;
     let mut warnings = vec![];
+    let mut changes = vec![];
     let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
     if !enforce.is_empty() {
         let effective = selection::merge(&enforce);
         match mutate::apply(&mut pod, role, &effective) {
-            Ok(Report { warnings: w, .. }) => warnings.extend(w),
+            Ok(report) => {
+                changes = report.changes;
+                warnings.extend(report.warnings);
+            }
             Err(denial) => {
                 return Ok(Evaluation {
                     role: Some(role),
@@ -184,6 +194,7 @@ pub fn decide(
                     },
                     applied,
                     audited: vec![],
+                    changes,
                     warnings,
                 })
             }
@@ -247,6 +258,7 @@ pub fn decide(
         verdict,
         applied,
         audited,
+        changes,
         warnings,
     })
 }

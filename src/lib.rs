@@ -25,6 +25,11 @@ pub use engine::{evaluate, Evaluation, PodError, Verdict};
 pub use policy::{PolicyErrors, PolicySet};
 pub use spark_pod::SparkRole;
 
+/// The crate version this binary was built as.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The source revision (git commit) it was built from, or `unknown` (see build.rs).
+pub const REVISION: &str = env!("SPARK_ADMISSION_REVISION");
+
 /// Annotation naming the enforced policies that matched the pod, in application order.
 pub const POLICIES_ANNOTATION: &str = "spark-admission.dev/policies";
 /// Annotation naming the Audit-mode policies that would have changed the pod.

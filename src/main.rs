@@ -12,7 +12,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "spark-admission",
-    version,
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (revision ",
+        env!("SPARK_ADMISSION_REVISION"),
+        ")"
+    ),
     about = "Policy-driven mutating admission webhook for Apache Spark pods"
 )]
 struct Cli {

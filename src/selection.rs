@@ -5,7 +5,7 @@
 //! values (placement, localDirs, each memory field, a secretEnv entry of the same name) the
 //! policy applied last — the highest priority, then the last name — wins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
 
@@ -34,85 +34,8 @@ pub fn select<'a>(set: &'a PolicySet, pod: PodFacts<'_>) -> (Vec<&'a Policy>, Ve
         .partition(|p| p.mode == Mode::Enforce)
 }
 
-/// Which policies can match a pod of a given role in a given namespace, so that policies
-/// for the other role or for other namespaces (by exact name) cost nothing per admission.
-/// `Off` policies are not indexed at all.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Index {
-    driver: RoleIndex,
-    executor: RoleIndex,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct RoleIndex {
-    /// Policies whose `namespaces` are all exact names, under each name.
-    by_namespace: HashMap<String, Vec<usize>>,
-    /// Policies for every namespace, or with a `*` glob among their namespaces.
-    anywhere: Vec<usize>,
-}
-
-impl Index {
-    /// Index `policies` (in application order; positions are kept).
-    pub fn build(policies: &[Policy]) -> Index {
-        let mut index = Index::default();
-        for (i, p) in policies
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.mode != Mode::Off)
-        {
-            for role in &p.matcher.roles.value {
-                let r = index.role_mut(*role);
-                let names = &p.matcher.namespaces;
-                if names.is_empty() || names.iter().any(|n| n.as_str().contains('*')) {
-                    r.anywhere.push(i);
-                } else {
-                    for n in names {
-                        let list = r.by_namespace.entry(n.as_str().to_string()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
-                }
-            }
-        }
-        index
-    }
-
-    fn role_mut(&mut self, role: SparkRole) -> &mut RoleIndex {
-        match role {
-            SparkRole::Driver => &mut self.driver,
-            SparkRole::Executor => &mut self.executor,
-        }
-    }
-
-    /// Candidate positions, ascending (= application order).
-    pub fn candidates(&self, role: SparkRole, namespace: &str) -> Vec<usize> {
-        let r = match role {
-            SparkRole::Driver => &self.driver,
-            SparkRole::Executor => &self.executor,
-        };
-        let scoped = r
-            .by_namespace
-            .get(namespace)
-            .map_or(&[][..], |v| v.as_slice());
-        let (a, b) = (&r.anywhere[..], scoped);
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            if j == b.len() || (i < a.len() && a[i] < b[j]) {
-                out.push(a[i]);
-                i += 1;
-            } else {
-                out.push(b[j]);
-                j += 1;
-            }
-        }
-        out
-    }
-}
-
 pub fn matches(m: &MatchSpec, pod: PodFacts<'_>) -> bool {
-    m.roles.value.contains(&pod.role)
+    m.roles.value.iter().any(|r| r.covers(pod.role))
         && (m.namespaces.is_empty() || m.namespaces.iter().any(|p| p.matches(pod.namespace)))
         && !m
             .exclude_namespaces
@@ -343,45 +266,6 @@ mod tests {
             })
             .collect();
         assert_eq!(env, [("X", "s", "a-high"), ("Y", "s", "mid")]);
-    }
-
-    #[test]
-    fn index_skips_other_roles_namespaces_and_off_policies() {
-        let yaml = [
-            policy(
-                "a",
-                0,
-                "    roles: [executor]\n    namespaces: [etl, ml]",
-                TOL,
-            ),
-            policy("b", 1, "    roles: [executor]", TOL),
-            policy(
-                "c",
-                2,
-                "    roles: [driver, executor]\n    namespaces: [team-*]",
-                TOL,
-            ),
-            policy(
-                "d",
-                3,
-                "    roles: [executor]\n    namespaces: [etl]",
-                &format!("  mode: Off\n{TOL}"),
-            ),
-            policy("e", 4, "    roles: [driver]", TOL),
-        ]
-        .concat();
-        let s = set(&yaml);
-        let names = |role, ns| -> Vec<String> {
-            s.index()
-                .candidates(role, ns)
-                .into_iter()
-                .map(|i| s.policies()[i].name.clone())
-                .collect()
-        };
-        assert_eq!(names(SparkRole::Executor, "etl"), ["a", "b", "c"]);
-        assert_eq!(names(SparkRole::Executor, "ml"), ["a", "b", "c"]);
-        assert_eq!(names(SparkRole::Executor, "other"), ["b", "c"]);
-        assert_eq!(names(SparkRole::Driver, "etl"), ["c", "e"]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The Spark pod view: what the engine needs to know about a pod, derived without IO.
 //!
-//! Spark marks its pods with the label `spark-role` (every submitter produces it) and names
-//! its container `spark-kubernetes-driver` / `spark-kubernetes-executor` (`executor` in
-//! Spark 2.x). With a pod template a sidecar may come first, so the container is found by
-//! name, never by position.
+//! Spark marks its pods with the label `spark-role` (every submitter produces it). The
+//! spark-operator's SparkConnect servers carry `spark-role: connect-server`; they run the
+//! driver of every session on them, so the engine treats them as drivers. The Spark container
+//! is found by Spark's own marks (its entrypoint argument, its env), then by name, never by
+//! position: with a pod template a sidecar may come first.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use serde::{Deserialize, Serialize};
 
 use crate::quantity::{Bytes, QuantityError};
@@ -13,10 +14,19 @@ use crate::quantity::{Bytes, QuantityError};
 pub const ROLE_LABEL: &str = "spark-role";
 pub const LOCAL_DIR_PREFIX: &str = "spark-local-dir-";
 pub const LOCAL_DIRS_ENV: &str = "SPARK_LOCAL_DIRS";
+/// When set, Spark uses it instead of `SPARK_LOCAL_DIRS` (`Utils.getConfiguredLocalDirs`).
+pub const EXECUTOR_DIRS_ENV: &str = "SPARK_EXECUTOR_DIRS";
 pub const EXECUTOR_MEMORY_ENV: &str = "SPARK_EXECUTOR_MEMORY";
+/// Set by Spark on its own container only (BasicDriverFeatureStep, BasicExecutorFeatureStep).
+pub const APPLICATION_ID_ENV: &str = "SPARK_APPLICATION_ID";
 /// Where Spark mounts its own default scratch `emptyDir` (`/var/data/spark-<uuid>`).
 pub const SPARK_DEFAULT_LOCAL_DIR_PATH_PREFIX: &str = "/var/data/spark-";
 
+/// Spark's default container names (`spark.kubernetes.{driver,executor}.podTemplateContainerName`
+/// unset), `executor` in Spark 2.x; the spark-operator names a SparkConnect server's container
+/// `spark-kubernetes-driver` too, and runs it with `bash -c start-connect-server.sh …`, so it
+/// carries none of Spark's marks (kubeflow/spark-operator
+/// internal/controller/sparkconnect/reconciler.go).
 const SPARK_CONTAINER_NAMES: [&str; 3] = [
     "spark-kubernetes-driver",
     "spark-kubernetes-executor",
@@ -25,17 +35,27 @@ const SPARK_CONTAINER_NAMES: [&str; 3] = [
 
 /// The value of the `spark-role` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SparkRole {
     Driver,
     Executor,
+    /// A spark-operator SparkConnect server (`spark-role: connect-server`,
+    /// internal/controller/sparkconnect/util.go): the driver of every session on it.
+    ConnectServer,
 }
 
 impl SparkRole {
+    pub const ALL: [SparkRole; 3] = [
+        SparkRole::Driver,
+        SparkRole::Executor,
+        SparkRole::ConnectServer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SparkRole::Driver => "driver",
             SparkRole::Executor => "executor",
+            SparkRole::ConnectServer => "connect-server",
         }
     }
 
@@ -44,8 +64,20 @@ impl SparkRole {
         match value {
             "driver" => Some(SparkRole::Driver),
             "executor" => Some(SparkRole::Executor),
+            "connect-server" => Some(SparkRole::ConnectServer),
             _ => None,
         }
+    }
+
+    /// Whether the pod runs a Spark driver (a SparkConnect server does).
+    pub fn is_driver(self) -> bool {
+        matches!(self, SparkRole::Driver | SparkRole::ConnectServer)
+    }
+
+    /// Whether a policy listing `self` in `match.roles` applies to a pod of role `pod`:
+    /// `driver` covers SparkConnect servers too, `connect-server` names them alone.
+    pub fn covers(self, pod: SparkRole) -> bool {
+        self == pod || (self == SparkRole::Driver && pod == SparkRole::ConnectServer)
     }
 }
 
@@ -58,37 +90,82 @@ pub fn role(pod: &Pod) -> Option<SparkRole> {
         .and_then(|v| SparkRole::from_label(v))
 }
 
-/// Index of the Spark container in `spec.containers`: found by name; the only container
-/// if there is exactly one; otherwise `None`.
+/// Index of the Spark container in `spec.containers`, by Spark's own marks first:
+/// 1. the entrypoint argument Spark adds to its container — `driver`
+///    (DriverCommandFeatureStep.scala) or `executor` (BasicExecutorFeatureStep.scala,
+///    `.addToArgs("executor")`), whatever name a pod template gave the container;
+/// 2. the env `SPARK_APPLICATION_ID`, which Spark sets on its container only;
+/// 3. Spark's default container names;
+/// 4. the only container of the pod.
+///
+/// Where a mark is carried by more than one container the pod is ambiguous: `None`, so no
+/// container-level change is made rather than one to a sidecar.
 pub fn spark_container_index(pod: &Pod) -> Option<usize> {
     let containers = &pod.spec.as_ref()?.containers;
+    let by_arg = only_one(containers, |c| {
+        c.args
+            .as_ref()
+            .and_then(|a| a.first())
+            .is_some_and(|a| a == "driver" || a == "executor")
+    });
+    if let Some(found) = by_arg {
+        return found;
+    }
+    if let Some(found) = only_one(containers, |c| {
+        effective_env(c, APPLICATION_ID_ENV).is_some()
+    }) {
+        return found;
+    }
     containers
         .iter()
         .position(|c| SPARK_CONTAINER_NAMES.contains(&c.name.as_str()))
         .or(if containers.len() == 1 { Some(0) } else { None })
 }
 
-/// The literal value of env var `name` in `container`, if set as a literal.
-pub fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+/// The container `mark` holds for: `Some(Some(i))` if exactly one, `Some(None)` if several,
+/// `None` if none.
+fn only_one(containers: &[Container], mark: impl Fn(&Container) -> bool) -> Option<Option<usize>> {
+    let mut found = containers.iter().enumerate().filter(|(_, c)| mark(c));
+    match (found.next(), found.next()) {
+        (Some((i, _)), None) => Some(Some(i)),
+        (Some(_), Some(_)) => Some(None),
+        _ => None,
+    }
+}
+
+/// The entry of env var `name` the kubelet uses: the last one. The kubelet builds the
+/// environment in list order, a later entry overwriting an earlier one of the same name
+/// (pkg/kubelet/kubelet_pods.go, `makeEnvironmentVariables`); the API server only warns about
+/// the duplicate. A pod template that sets `SPARK_LOCAL_DIRS` yields two entries, the
+/// template's and then Spark's (LocalDirsFeatureStep.scala appends its own).
+pub fn effective_env<'a>(container: &'a Container, name: &str) -> Option<&'a EnvVar> {
     container
         .env
         .as_ref()?
         .iter()
+        .rev()
         .find(|e| e.name == name)
-        .and_then(|e| e.value.as_deref())
+}
+
+/// How many entries of env var `name` the container lists.
+pub fn env_count(container: &Container, name: &str) -> usize {
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == name)
+        .count()
+}
+
+/// The literal value the kubelet gives env var `name` in `container` (its last entry), if
+/// that entry is a literal.
+pub fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    effective_env(container, name).and_then(|e| e.value.as_deref())
 }
 
 /// The executor's JVM heap (`-Xmx`), from `SPARK_EXECUTOR_MEMORY`.
 pub fn executor_heap(container: &Container) -> Option<Result<Bytes, QuantityError>> {
     env_value(container, EXECUTOR_MEMORY_ENV).map(Bytes::parse_jvm)
-}
-
-/// Whether the driver runs a Python or R application, for which Spark's default
-/// memory-overhead factor is 0.4 instead of 0.1.
-pub fn is_non_jvm_driver(container: &Container) -> bool {
-    container.args.iter().flatten().any(|a| {
-        a == "org.apache.spark.deploy.PythonRunner" || a == "org.apache.spark.deploy.RRunner"
-    })
 }
 
 /// The container's memory request and limit.
@@ -215,18 +292,110 @@ mod tests {
         );
     }
 
+    /// The executor fixture's Spark container renamed, with or without Spark's marks.
+    fn spark_container(name: &str, arg: bool, app_id_env: bool) -> Container {
+        let pod = fixture("spark-3.5-executor-python.json");
+        let mut c = pod.spec.unwrap().containers.remove(0);
+        c.name = name.into();
+        if !arg {
+            c.args = None;
+        }
+        if !app_id_env {
+            c.env
+                .as_mut()
+                .unwrap()
+                .retain(|e| e.name != APPLICATION_ID_ENV);
+        }
+        c
+    }
+
+    fn sidecar(name: &str) -> Container {
+        Container {
+            name: name.into(),
+            image: Some("fluent/fluent-bit:3.1".into()),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn single_unknown_container_is_the_spark_container_but_two_are_not() {
-        let mut pod = fixture("spark-3.5-executor-python.json");
-        pod.spec.as_mut().unwrap().containers[0].name = "main".into();
-        assert_eq!(spark_container_index(&pod), Some(0));
-        let mut sidecar = pod.spec.as_ref().unwrap().containers[0].clone();
-        sidecar.name = "sidecar".into();
-        pod.spec.as_mut().unwrap().containers.push(sidecar);
-        assert_eq!(spark_container_index(&pod), None);
-        // Spark 2.x name.
-        pod.spec.as_mut().unwrap().containers[1].name = "executor".into();
-        assert_eq!(spark_container_index(&pod), Some(1));
+    fn spark_container_by_marks_then_names_then_the_only_one() {
+        let cases: Vec<(&str, Vec<Container>, Option<usize>)> = vec![
+            (
+                "template name `main` after a sidecar: by its `executor` argument",
+                vec![sidecar("log-shipper"), spark_container("main", true, true)],
+                Some(1),
+            ),
+            (
+                "no argument (another webhook's rewrite): by SPARK_APPLICATION_ID",
+                vec![sidecar("log-shipper"), spark_container("main", false, true)],
+                Some(1),
+            ),
+            (
+                "no marks at all: Spark's default name",
+                vec![
+                    sidecar("log-shipper"),
+                    spark_container("spark-kubernetes-executor", false, false),
+                ],
+                Some(1),
+            ),
+            (
+                "Spark 2.x name",
+                vec![
+                    sidecar("log-shipper"),
+                    spark_container("executor", false, false),
+                ],
+                Some(1),
+            ),
+            (
+                "the only container, whatever its name",
+                vec![spark_container("main", false, false)],
+                Some(0),
+            ),
+            (
+                "two unmarked unknown containers: none",
+                vec![sidecar("a"), spark_container("main", false, false)],
+                None,
+            ),
+            (
+                "two containers carry the argument: ambiguous, none",
+                vec![
+                    spark_container("a", true, true),
+                    spark_container("spark-kubernetes-executor", true, true),
+                ],
+                None,
+            ),
+        ];
+        for (what, containers, expected) in cases {
+            let mut pod = fixture("spark-3.5-executor-python.json");
+            pod.spec.as_mut().unwrap().containers = containers;
+            assert_eq!(spark_container_index(&pod), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn sparkconnect_servers_are_drivers_and_policies_can_name_them() {
+        assert_eq!(
+            SparkRole::from_label("connect-server"),
+            Some(SparkRole::ConnectServer)
+        );
+        assert!(SparkRole::ConnectServer.is_driver());
+        assert!(SparkRole::Driver.covers(SparkRole::ConnectServer));
+        assert!(SparkRole::ConnectServer.covers(SparkRole::ConnectServer));
+        assert!(!SparkRole::ConnectServer.covers(SparkRole::Driver));
+        assert!(!SparkRole::Executor.covers(SparkRole::ConnectServer));
+    }
+
+    #[test]
+    fn the_effective_env_entry_is_the_last() {
+        let mut c = spark_container("main", true, true);
+        c.env.as_mut().unwrap().push(EnvVar {
+            name: EXECUTOR_MEMORY_ENV.into(),
+            value: Some("4g".into()),
+            value_from: None,
+        });
+        assert_eq!(env_count(&c, EXECUTOR_MEMORY_ENV), 2);
+        assert_eq!(env_value(&c, EXECUTOR_MEMORY_ENV), Some("4g"));
+        assert_eq!(executor_heap(&c), Some(Ok(Bytes::mib(4096))));
     }
 
     #[test]
@@ -239,16 +408,6 @@ mod tests {
             executor_heap(&pod.spec.as_ref().unwrap().containers[0]),
             None
         );
-    }
-
-    #[test]
-    fn python_driver_detected_from_args() {
-        let py = fixture("spark-3.5-driver-python.json");
-        let jvm = fixture("spark-3.5-driver-jvm.json");
-        assert!(is_non_jvm_driver(&py.spec.as_ref().unwrap().containers[0]));
-        assert!(!is_non_jvm_driver(
-            &jvm.spec.as_ref().unwrap().containers[0]
-        ));
     }
 
     #[test]

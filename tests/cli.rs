@@ -127,7 +127,7 @@ fn mutate_reads_yaml_from_stdin_and_admission_reviews() {
     let mutated: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         mutated["metadata"]["annotations"]["spark-admission.dev/policies"],
-        "aks-drivers-on-demand,app-secrets,memory-overhead-cap"
+        "aks-drivers-on-demand,app-secrets"
     );
 
     // A namespace-scoped policy sees the AdmissionReview's namespace, or --namespace.

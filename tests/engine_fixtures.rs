@@ -1,6 +1,7 @@
-//! The engine on every recorded Spark pod, as recorded and as the API server hands it to a
-//! webhook, with every example policy: the patch applies, the result is a valid Pod, only
-//! what a policy asked for is touched, and a second pass changes nothing.
+//! The engine on every recorded Spark pod — both fixture sets — as recorded and as the API
+//! server hands it to a webhook, with every example policy: the patch applies, the result is
+//! a valid Pod, only what a policy asked for is touched, a second pass changes nothing, and
+//! what Spark will do at runtime still works (memory, local dirs, injected env).
 
 mod common;
 
@@ -10,7 +11,10 @@ use json_patch::PatchOperation;
 use serde_json::Value;
 use spark_admission::{evaluate, PolicySet, Verdict, POLICIES_ANNOTATION};
 
-use common::{assert_valid_pod, default_like_apiserver, fixtures};
+use common::{
+    assert_valid_pod, default_like_apiserver, effective_env, fidelity_pods, fixtures,
+    spark_container_index,
+};
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
@@ -100,7 +104,8 @@ fn policy_sets() -> Vec<(String, PolicySet)> {
 /// The pod as the webhook may receive it: as recorded, and defaulted by the API server.
 fn pod_variants() -> Vec<(String, Value)> {
     let mut out = vec![];
-    for (name, pod) in fixtures() {
+    let second = fidelity_pods().into_iter().map(|f| (f.file, f.pod));
+    for (name, pod) in fixtures().into_iter().chain(second) {
         let ns = pod["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default")
@@ -111,13 +116,6 @@ fn pod_variants() -> Vec<(String, Value)> {
         out.push((format!("{name} (defaulted)"), defaulted));
     }
     out
-}
-
-fn spark_container_index(pod: &Value) -> usize {
-    let cs = pod["spec"]["containers"].as_array().unwrap();
-    cs.iter()
-        .position(|c| c["name"].as_str().unwrap().starts_with("spark-kubernetes-"))
-        .unwrap()
 }
 
 fn op_path(op: &PatchOperation) -> String {
@@ -231,7 +229,7 @@ fn every_fixture_with_every_example_policy_set() {
         }
     }
     assert!(
-        patched_count > 40,
+        patched_count > 400,
         "the matrix really patches pods ({patched_count})"
     );
 }
@@ -304,7 +302,7 @@ fn shipped_policies_do_what_the_readme_says() {
             other => panic!("{name}: {other:?}"),
         }
     };
-    // Executor: spot with the AKS toleration, three NVMe local dirs, secrets.
+    // Executor: spot with the AKS toleration, an emptyDir local dir capped at 400Gi, secrets.
     let exec = patched("spark-3.5-executor-python.json");
     assert_eq!(
         exec["spec"]["nodeSelector"]["kubernetes.azure.com/scalesetpriority"],
@@ -321,12 +319,23 @@ fn shipped_policies_do_what_the_readme_says() {
         .iter()
         .find(|e| e["name"] == "SPARK_LOCAL_DIRS")
         .unwrap();
-    assert_eq!(local["value"], "/tmp/mnt-1,/tmp/mnt-2,/tmp/mnt-3");
+    assert_eq!(local["value"], "/var/data/spark-local-dir-1");
+    let scratch = exec["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "spark-local-dir-1")
+        .unwrap();
+    assert_eq!(
+        scratch["emptyDir"],
+        serde_json::json!({"sizeLimit": "400Gi"})
+    );
     for name in ["APP_ID", "TENANT_ID", "APP_SECRET", "BLOB_STORAGE_URL"] {
         let e = env.iter().find(|e| e["name"] == name).unwrap();
         assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "app", "{name}");
     }
-    // Python driver: on-demand (not spot), overhead capped to 15% of 4g.
+    // Python driver: on-demand (not spot); its memory is Spark's (a driver's heap is not in
+    // its pod, so memory policies never lower it).
     let driver = patched("spark-3.5-driver-python.json");
     let expr = &driver["spec"]["affinity"]["nodeAffinity"]
         ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
@@ -334,15 +343,199 @@ fn shipped_policies_do_what_the_readme_says() {
     assert_eq!(expr["key"], "kubernetes.azure.com/scalesetpriority");
     assert_eq!(expr["operator"], "NotIn");
     let resources = &driver["spec"]["containers"][0]["resources"];
-    assert_eq!(resources["requests"]["memory"], "4710Mi");
-    assert_eq!(resources["limits"]["memory"], "4710Mi");
-    assert_eq!(
-        driver["metadata"]["annotations"]["spark-admission.dev/driver-heap"],
-        "4Gi"
-    );
+    assert_eq!(resources["requests"]["memory"], "5734Mi");
+    assert_eq!(resources["limits"]["memory"], "5734Mi");
     // Driver local dirs are left to Spark (the example policy targets executors).
     assert_eq!(
         driver["spec"]["volumes"][0]["emptyDir"],
         serde_json::json!({})
     );
+}
+
+/// Policies that push memory as far down as the engine lets them: a tiny overhead cap, a
+/// pod cap that clamps, headroom and no-limit rules.
+fn aggressive_memory_sets() -> Vec<(String, PolicySet)> {
+    let head = "apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicy\n";
+    let doc = |name: &str, roles: &str, memory: &str| {
+        format!("---\n{head}metadata: {{name: {name}}}\nspec:\n  match: {{roles: [{roles}]}}\n  memory:\n{memory}\n")
+    };
+    let cases = [
+        (
+            "overhead 1% at most 128Mi, pods clamped to 9Gi",
+            doc(
+                "exec",
+                "executor",
+                "    overhead: {factor: 0.01, max: 128Mi}\n    maxPodMemory: {value: 9Gi, action: clamp}",
+            ) + &doc(
+                "drv",
+                "driver",
+                "    maxPodMemory: {value: 64Gi, action: clamp}\n    limit: {mode: NoLimit}",
+            ),
+        ),
+        (
+            "overhead 15%, headroom 1Gi, pods clamped to 12Gi",
+            doc(
+                "exec",
+                "executor",
+                "    overhead: {factor: 0.15}\n    limit: {mode: RequestPlusHeadroom, headroom: 1Gi}\n    maxPodMemory: {value: 12Gi, action: clamp}",
+            ),
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, text)| {
+            (
+                name.to_string(),
+                PolicySet::from_sources(&[("aggressive.yaml", text.as_str())]).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn mib(q: &Value) -> u64 {
+    spark_admission::quantity::Bytes::parse_quantity(q.as_str().unwrap())
+        .unwrap()
+        .as_mib_floor()
+}
+
+/// What Spark will do with the patched pod, checked on the second fixture set, whose
+/// manifest says what Spark was given: the container holds at least heap + off-heap +
+/// pyspark memory + Spark's minimum overhead; the effective SPARK_LOCAL_DIRS names only
+/// mounted dirs; every env var a policy injected is the one the kubelet uses.
+#[test]
+fn every_recorded_pod_keeps_what_spark_needs() {
+    let mut sets = policy_sets();
+    sets.extend(aggressive_memory_sets());
+    let mut checked = 0;
+    for f in fidelity_pods() {
+        let mut defaulted = f.pod.clone();
+        default_like_apiserver(&mut defaulted, "spark-jobs");
+        for (set_name, set) in &sets {
+            let ctx = format!("{} with {set_name}", f.file);
+            let eval = evaluate(set, &defaulted, None).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let pod = match eval.verdict {
+                Verdict::Patched { pod, .. } => pod,
+                Verdict::Unchanged => defaulted.clone(),
+                Verdict::Denied { .. } => continue,
+            };
+            checked += 1;
+            let c = &pod["spec"]["containers"][spark_container_index(&pod)];
+            let floor = f.memory_floor_mib();
+            let res = &c["resources"];
+            assert!(
+                mib(&res["requests"]["memory"]) >= floor,
+                "{ctx}: request {} below {floor}Mi",
+                res["requests"]["memory"]
+            );
+            if !res["limits"]["memory"].is_null() {
+                assert!(mib(&res["limits"]["memory"]) >= floor, "{ctx}: limit");
+            }
+
+            let mounts: Vec<&str> = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["mountPath"].as_str().unwrap())
+                .collect();
+            let dirs = effective_env(c, "SPARK_LOCAL_DIRS").unwrap()["value"]
+                .as_str()
+                .unwrap();
+            for dir in dirs.split(',') {
+                assert!(mounts.contains(&dir), "{ctx}: {dir} is not mounted");
+            }
+
+            for p in set.policies() {
+                if !eval.applied.contains(&p.name) {
+                    continue;
+                }
+                for s in &p.secret_env {
+                    let name = s.name.as_str();
+                    let kept = eval
+                        .warnings
+                        .iter()
+                        .any(|w| w.starts_with(&format!("env {name} ")) && w.contains("kept"));
+                    let e = effective_env(c, name).unwrap_or_else(|| panic!("{ctx}: no {name}"));
+                    let r = &e["valueFrom"]["secretKeyRef"];
+                    assert!(
+                        kept || (r["name"] == s.secret_name.as_str() && r["key"] == s.key.as_str()),
+                        "{ctx}: {name} is {e}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+/// The second fixture set's cases the webhook must recognise, with the shipped policies.
+#[test]
+fn the_second_fixture_sets_special_cases_get_what_they_need() {
+    let set = PolicySet::load_dir(&policies_dir()).unwrap();
+    for f in fidelity_pods() {
+        let mut pod = f.pod.clone();
+        default_like_apiserver(&mut pod, "spark-jobs");
+        let eval = evaluate(&set, &pod, None).unwrap();
+        let after = match &eval.verdict {
+            Verdict::Patched { pod, .. } => pod.clone(),
+            other => panic!("{}: {other:?}", f.file),
+        };
+        let i = spark_container_index(&after);
+        let c = &after["spec"]["containers"][i];
+        let ctx = &f.file;
+        let case = f.case["case"].as_str().unwrap();
+        // A renamed Spark container gets the secrets; the sidecar is untouched.
+        if case.ends_with("template-main") {
+            assert_eq!(c["name"], "main", "{ctx}");
+            let e = effective_env(c, "APP_ID").unwrap();
+            assert_eq!(e["valueFrom"]["secretKeyRef"]["key"], "app_id", "{ctx}");
+            for (j, sidecar) in pod["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                if j != i {
+                    assert_eq!(&after["spec"]["containers"][j], sidecar, "{ctx}");
+                }
+            }
+        }
+        let warned = |part: &str| eval.warnings.iter().any(|w| w.contains(part));
+        // SPARK_EXECUTOR_DIRS wins at runtime: local dirs left as they are, and said so.
+        if case == "executor-executor-dirs" {
+            assert_eq!(
+                after["spec"]["volumes"], pod["spec"]["volumes"],
+                "{ctx}: volumes unchanged"
+            );
+            assert!(warned("SPARK_EXECUTOR_DIRS"), "{ctx}: {:?}", eval.warnings);
+        }
+        // Spark's on-demand claim, tmpfs: the submitter's own local dirs, kept.
+        if case == "executor-pvc-on-demand" || case == "executor-tmpfs" {
+            assert!(warned("own local dirs"), "{ctx}: {:?}", eval.warnings);
+        }
+        // Executors whose memory is not Spark's default overhead: kept, and said why.
+        if ["executor-overhead-3g", "executor-offheap", "executor-tmpfs"].contains(&case)
+            || case == "executor-pyspark-memory-cluster-conf"
+        {
+            assert_eq!(
+                c["resources"], pod["spec"]["containers"][i]["resources"],
+                "{ctx}"
+            );
+        }
+        // A template's SPARK_LOCAL_DIRS is shadowed by Spark's; the policy's value is the
+        // effective one, and the name is listed once.
+        if case == "executor-template-local-dirs" {
+            let entries = c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["name"] == "SPARK_LOCAL_DIRS")
+                .count();
+            assert_eq!(entries, 1, "{ctx}");
+            assert_eq!(
+                effective_env(c, "SPARK_LOCAL_DIRS").unwrap()["value"],
+                "/var/data/spark-local-dir-1",
+                "{ctx}"
+            );
+        }
+    }
 }

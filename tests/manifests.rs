@@ -174,7 +174,10 @@ fn check_webhook(objs: &[Value], tls_port: i64) {
     assert_eq!(obj_exprs[0]["key"], "spark-role");
     assert_eq!(obj_exprs[0]["operator"], "In");
     let roles: BTreeSet<&str> = strings(&obj_exprs[0]["values"]).into_iter().collect();
-    assert_eq!(roles, BTreeSet::from(["driver", "executor"]));
+    assert_eq!(
+        roles,
+        BTreeSet::from(["driver", "executor", "connect-server"])
+    );
 
     // Never kube-system, never our own namespace.
     let ns_exprs = wh["namespaceSelector"]["matchExpressions"]

@@ -205,7 +205,7 @@ async fn sigterm_drains_and_every_accepted_request_is_answered() {
             continue;
         };
         if v["fields"]["message"] == "admission" {
-            let uid = v["span"]["uid"].as_str().unwrap().to_string();
+            let uid = v["fields"]["uid"].as_str().unwrap().to_string();
             assert!(
                 answered.contains(&uid),
                 "server accepted {uid} but the client got no answer"

@@ -3,6 +3,7 @@
 # Kubernetes versions a cluster may run today, with kubernetes-validate (PyPI).
 #
 #   bash tests/validate-manifests.sh
+#   bash tests/validate-manifests.sh FILE...   # already rendered files instead (install.yaml)
 #
 # Renders: manifests/ (base), each component on top of it, certs/cert-manager,
 # certs/self-managed (in a temporary copy with throwaway openssl key material; nothing is
@@ -24,6 +25,24 @@ venv="$root/target/kubernetes-validate-venv"
 if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$validator_version"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "kubernetes-validate==$validator_version"
+fi
+
+failed=0
+validate() { # NAME FILE
+  local name=$1 out=$2 v log
+  for v in "${versions[@]}"; do
+    if ! log="$("$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$out" 2>&1)"; then
+      echo "FAIL $name against Kubernetes $v:"; echo "$log"; failed=1
+    elif grep -v "cert-manager.io/v1" <<<"$log" | grep -q "WARN"; then
+      echo "FAIL $name against Kubernetes $v (no schema):"; echo "$log"; failed=1
+    fi
+  done
+  echo "validated $name ($(grep -c '^kind:' "$out") objects) against Kubernetes ${versions[0]}..${versions[-1]}"
+}
+
+if [ $# -gt 0 ]; then
+  for file in "$@"; do validate "$(basename "$file")" "$file"; done
+  exit "$failed"
 fi
 
 work="$(mktemp -d)"
@@ -61,17 +80,9 @@ declare -A targets=(
   [policies]="$root"
 )
 
-failed=0
 for name in "${!targets[@]}"; do
   out="$work/rendered-$name.yaml"
   kubectl kustomize "${targets[$name]}" > "$out"
-  for v in "${versions[@]}"; do
-    if ! log="$("$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$out" 2>&1)"; then
-      echo "FAIL $name against Kubernetes $v:"; echo "$log"; failed=1
-    elif grep -v "cert-manager.io/v1" <<<"$log" | grep -q "WARN"; then
-      echo "FAIL $name against Kubernetes $v (no schema):"; echo "$log"; failed=1
-    fi
-  done
-  echo "validated $name ($(grep -c '^kind:' "$out") objects) against Kubernetes ${versions[0]}..${versions[-1]}"
+  validate "$name" "$out"
 done
 exit "$failed"

@@ -7,7 +7,7 @@ pub mod placement;
 pub mod secret_env;
 pub mod tolerations;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 
 use crate::selection::Effective;
 use crate::spark_pod::{self, SparkRole};
@@ -41,12 +41,12 @@ pub fn apply(pod: &mut Pod, role: SparkRole, eff: &Effective<'_>) -> Result<Repo
     let spark_container = spark_pod::spark_container_index(pod);
     match spark_container {
         None if needs_container => report.warnings.push(
-            "no Spark container found (expected spark-kubernetes-driver, spark-kubernetes-executor or executor): local dirs, secret env and memory were not changed".into(),
+            "no single Spark container (by argument driver/executor, SPARK_APPLICATION_ID or name): local dirs, secret env, memory unchanged".into(),
         ),
         None => {}
         Some(idx) => {
             if let Some(ld) = &eff.local_dirs {
-                local_dirs::apply(pod, idx, ld.policy, ld.value, &mut report);
+                local_dirs::apply(pod, idx, role, ld.policy, ld.value, &mut report);
             }
             secret_env::apply(pod, idx, &eff.secret_env, &mut report)?;
             if eff.touches_memory() {
@@ -55,4 +55,35 @@ pub fn apply(pod: &mut Pod, role: SparkRole, eff: &Effective<'_>) -> Result<Repo
         }
     }
     Ok(report)
+}
+
+/// Make `want` the entry the kubelet uses for its name — the last one
+/// ([`spark_pod::effective_env`]) — and drop the entries it shadows, so the container lists
+/// the name once. Returns whether the list changed.
+pub(crate) fn set_env(env: &mut Vec<EnvVar>, want: EnvVar) -> bool {
+    let Some(last) = env.iter().rposition(|e| e.name == want.name) else {
+        env.push(want);
+        return true;
+    };
+    let shadowed = shadowed_env(env, &want.name);
+    let changed = env[last] != want || shadowed > 0;
+    let name = want.name.clone();
+    env[last] = want;
+    if shadowed > 0 {
+        let mut i = 0;
+        env.retain(|e| {
+            let keep = i >= last || e.name != name;
+            i += 1;
+            keep
+        });
+    }
+    changed
+}
+
+/// How many entries of `name` the last one shadows.
+pub(crate) fn shadowed_env(env: &[EnvVar], name: &str) -> usize {
+    env.iter()
+        .filter(|e| e.name == name)
+        .count()
+        .saturating_sub(1)
 }

@@ -1,10 +1,11 @@
 //! Spot / on-demand placement.
 //!
-//! A placement becomes one requirement on one node label: "equals V" (nodeSelector when
-//! required) or "is not V" (a `NotIn` node-affinity expression, for platforms whose
-//! on-demand nodes simply lack the spot label). What the submitter set is kept: other
-//! nodeSelector keys, other affinity terms and expressions. Only a direct contradiction on
-//! the same label key is a conflict, resolved by `onConflict`.
+//! A placement becomes requirements on node labels: "is one of V…" (a nodeSelector when
+//! required and V is a single value, else an `In` node-affinity expression) or "is none of
+//! V…" (a `NotIn` expression, for platforms whose on-demand nodes simply lack the spot
+//! label). What the submitter set is kept: other nodeSelector keys, other affinity terms
+//! and expressions. Only a direct contradiction on the same label key is a conflict,
+//! resolved by `onConflict`.
 
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -14,45 +15,45 @@ use k8s_openapi::api::core::v1::{
 use super::{tolerations, Denial, Report};
 use crate::policy::model::{Capacity, OnConflict, Placement, Provider, Scheduling};
 
-/// What a placement asks of a node's label `key`.
+/// What a placement asks of a node's label `key`: its value is one of `values` (`In`), or
+/// none of them, the label being absent included (`NotIn`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requirement {
-    Equals { key: String, value: String },
-    NotEquals { key: String, value: String },
+pub struct Requirement {
+    pub key: String,
+    pub is_in: bool,
+    pub values: Vec<String>,
 }
 
 impl Requirement {
-    fn key(&self) -> &str {
-        match self {
-            Requirement::Equals { key, .. } | Requirement::NotEquals { key, .. } => key,
-        }
-    }
-
     fn expression(&self) -> NodeSelectorRequirement {
-        let (key, op, value) = match self {
-            Requirement::Equals { key, value } => (key, "In", value),
-            Requirement::NotEquals { key, value } => (key, "NotIn", value),
-        };
         NodeSelectorRequirement {
-            key: key.clone(),
-            operator: op.into(),
-            values: Some(vec![value.clone()]),
+            key: self.key.clone(),
+            operator: if self.is_in { "In" } else { "NotIn" }.into(),
+            values: Some(self.values.clone()),
         }
     }
 
-    fn describe(&self) -> String {
-        match self {
-            Requirement::Equals { key, value } => format!("{key}={value}"),
-            Requirement::NotEquals { key, value } => format!("{key}!={value}"),
+    /// A single required value goes into `nodeSelector`.
+    fn selector_value(&self) -> Option<&str> {
+        match self.values.as_slice() {
+            [v] if self.is_in => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.is_in, self.values.as_slice()) {
+            (true, [v]) => format!("{}={v}", self.key),
+            (false, [v]) => format!("{}!={v}", self.key),
+            (true, vs) => format!("{} in ({})", self.key, vs.join(", ")),
+            (false, vs) => format!("{} not in ({})", self.key, vs.join(", ")),
         }
     }
 
     /// Whether a node whose label has `value` (None: no such label) satisfies this.
     fn admits(&self, value: Option<&str>) -> bool {
-        match self {
-            Requirement::Equals { value: v, .. } => value == Some(v.as_str()),
-            Requirement::NotEquals { value: v, .. } => value != Some(v.as_str()),
-        }
+        let listed = value.is_some_and(|v| self.values.iter().any(|x| x == v));
+        listed == self.is_in
     }
 
     /// Whether some node could satisfy both this and the submitter's expression `e`
@@ -71,34 +72,39 @@ impl Requirement {
         std::iter::once(None)
             .chain(values.iter().map(|v| Some(*v)))
             .chain(std::iter::once(Some(fresh)))
-            .chain(std::iter::once(match self {
-                Requirement::Equals { value, .. } | Requirement::NotEquals { value, .. } => {
-                    Some(value.as_str())
-                }
-            }))
+            .chain(self.values.iter().map(|v| Some(v.as_str())))
             .any(|v| self.admits(v) && expr(v))
     }
 }
 
-/// A placement resolved against its platform: the node requirement and, for spot on
+fn describe_all(reqs: &[Requirement]) -> String {
+    reqs.iter()
+        .map(Requirement::describe)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A placement resolved against its platform: the node requirements and, for spot on
 /// platforms that taint spot nodes, the toleration it needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    pub requirement: Requirement,
+    pub requirements: Vec<Requirement>,
     pub toleration: Option<Toleration>,
 }
 
-fn equals(key: &str, value: &str) -> Requirement {
-    Requirement::Equals {
+fn is_in(key: &str, values: &[&str]) -> Requirement {
+    Requirement {
         key: key.into(),
-        value: value.into(),
+        is_in: true,
+        values: values.iter().map(|v| v.to_string()).collect(),
     }
 }
 
-fn not_equals(key: &str, value: &str) -> Requirement {
-    Requirement::NotEquals {
+fn not_in(key: &str, value: &str) -> Requirement {
+    Requirement {
         key: key.into(),
-        value: value.into(),
+        is_in: false,
+        values: vec![value.into()],
     }
 }
 
@@ -112,44 +118,58 @@ fn no_schedule(key: &str, value: &str) -> Toleration {
     }
 }
 
-/// Resolve a placement to its node label and toleration. Platform facts (DESIGN.md,
+/// Resolve a placement to its node labels and toleration. Platform facts (DESIGN.md,
 /// "Spot capacity, by platform"): EKS managed node groups label both capacities; Karpenter
-/// labels both; GKE and AKS label only spot nodes and taint them.
+/// labels spot, on-demand and (v1.3+) `reserved` capacity — paid-for, not spot; GKE labels
+/// Spot VMs `gke-spot` and preemptible VMs `gke-preemptible`, taints spot nodes; AKS labels
+/// and taints only spot nodes.
 pub fn target(p: &Placement) -> Target {
     let spot = p.capacity == Capacity::Spot;
-    let (requirement, taint) = match (p.provider, &p.node_label) {
+    let (requirements, taint) = match (p.provider, &p.node_label) {
         (Some(Provider::Eks), _) => {
             let key = "eks.amazonaws.com/capacityType";
-            (equals(key, if spot { "SPOT" } else { "ON_DEMAND" }), None)
+            (
+                vec![is_in(key, &[if spot { "SPOT" } else { "ON_DEMAND" }])],
+                None,
+            )
         }
         (Some(Provider::Karpenter), _) => {
             let key = "karpenter.sh/capacity-type";
-            (equals(key, if spot { "spot" } else { "on-demand" }), None)
+            let values: &[&str] = if spot {
+                &["spot"]
+            } else {
+                &["on-demand", "reserved"]
+            };
+            (vec![is_in(key, values)], None)
         }
         (Some(Provider::Gke), _) => {
             let key = "cloud.google.com/gke-spot";
-            let req = if spot {
-                equals(key, "true")
+            let reqs = if spot {
+                vec![is_in(key, &["true"])]
             } else {
-                not_equals(key, "true")
+                // Preemptible VMs can be reclaimed as spot ones can: not on-demand either.
+                vec![
+                    not_in(key, "true"),
+                    not_in("cloud.google.com/gke-preemptible", "true"),
+                ]
             };
-            (req, Some(no_schedule(key, "true")))
+            (reqs, Some(no_schedule(key, "true")))
         }
         (Some(Provider::Aks), _) => {
             let key = "kubernetes.azure.com/scalesetpriority";
             let req = if spot {
-                equals(key, "spot")
+                is_in(key, &["spot"])
             } else {
-                not_equals(key, "spot")
+                not_in(key, "spot")
             };
-            (req, Some(no_schedule(key, "spot")))
+            (vec![req], Some(no_schedule(key, "spot")))
         }
         (None, Some(nl)) => {
             let key = nl.key.as_str();
             let req = match (spot, &nl.on_demand_value) {
-                (true, _) => equals(key, nl.spot_value.as_str()),
-                (false, Some(v)) => equals(key, v.as_str()),
-                (false, None) => not_equals(key, nl.spot_value.as_str()),
+                (true, _) => is_in(key, &[nl.spot_value.as_str()]),
+                (false, Some(v)) => is_in(key, &[v.as_str()]),
+                (false, None) => not_in(key, nl.spot_value.as_str()),
             };
             let taint = nl.spot_taint.as_ref().map(|t| Toleration {
                 key: Some(t.key.to_string()),
@@ -158,29 +178,38 @@ pub fn target(p: &Placement) -> Target {
                 effect: Some(t.effect.as_str().into()),
                 toleration_seconds: None,
             });
-            (req, taint)
+            (vec![req], taint)
         }
         // Validation guarantees one of provider / nodeLabel.
-        (None, None) => (equals("", ""), None),
+        (None, None) => (vec![], None),
     };
     Target {
-        requirement,
+        requirements,
         toleration: if spot { taint } else { None },
     }
 }
 
-/// The submitter's pins on the requirement's key that contradict it.
-#[derive(Debug, Default)]
-struct Contradictions {
-    node_selector: Option<String>,
-    /// Every required term contradicts (so together with ours nothing could schedule).
-    all_required_terms: bool,
-}
-
-impl Contradictions {
-    fn any(&self) -> bool {
-        self.node_selector.is_some() || self.all_required_terms
+/// The submitter's first pin that contradicts a requirement: a nodeSelector entry, or
+/// required terms that all contradict (so together with ours nothing could schedule).
+fn contradiction(pod: &Pod, reqs: &[Requirement]) -> Option<String> {
+    let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+    for req in reqs {
+        if let Some(v) = selector
+            .and_then(|ns| ns.get(&req.key))
+            .filter(|v| !req.admits(Some(v)))
+        {
+            return Some(format!("nodeSelector {}={v}", req.key));
+        }
     }
+    let terms = required_terms(pod);
+    let all_contradict = !terms.is_empty()
+        && terms
+            .iter()
+            .all(|t| reqs.iter().any(|r| term_contradicts(t, r)));
+    all_contradict.then(|| {
+        let keys: Vec<&str> = reqs.iter().map(|r| r.key.as_str()).collect();
+        format!("required node affinity on {}", keys.join(", "))
+    })
 }
 
 fn required_terms(pod: &Pod) -> &[NodeSelectorTerm] {
@@ -200,22 +229,7 @@ fn term_contradicts(term: &NodeSelectorTerm, req: &Requirement) -> bool {
     term.match_expressions
         .iter()
         .flatten()
-        .any(|e| e.key == req.key() && !req.compatible_with(e))
-}
-
-fn contradictions(pod: &Pod, req: &Requirement) -> Contradictions {
-    let node_selector = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.as_ref())
-        .and_then(|ns| ns.get(req.key()))
-        .filter(|v| !req.admits(Some(v)))
-        .cloned();
-    let terms = required_terms(pod);
-    Contradictions {
-        node_selector,
-        all_required_terms: !terms.is_empty() && terms.iter().all(|t| term_contradicts(t, req)),
-    }
+        .any(|e| e.key == req.key && !req.compatible_with(e))
 }
 
 /// Remove the submitter's contradicting pins (for `onConflict: override`).
@@ -224,8 +238,8 @@ fn remove_contradictions(pod: &mut Pod, req: &Requirement) {
         return;
     };
     if let Some(ns) = spec.node_selector.as_mut() {
-        if ns.get(req.key()).is_some_and(|v| !req.admits(Some(v))) {
-            ns.remove(req.key());
+        if ns.get(&req.key).is_some_and(|v| !req.admits(Some(v))) {
+            ns.remove(&req.key);
         }
     }
     let node_affinity = spec
@@ -239,7 +253,7 @@ fn remove_contradictions(pod: &mut Pod, req: &Requirement) {
         {
             for term in &mut required.node_selector_terms {
                 if let Some(exprs) = term.match_expressions.as_mut() {
-                    exprs.retain(|e| e.key != req.key() || req.compatible_with(e));
+                    exprs.retain(|e| e.key != req.key || req.compatible_with(e));
                 }
             }
             // A term left with nothing would match no node; drop it.
@@ -264,71 +278,67 @@ fn node_affinity_mut(pod: &mut Pod) -> &mut NodeAffinity {
 
 /// Make the pod require `req`; returns a description if something changed.
 fn require(pod: &mut Pod, req: &Requirement) -> Option<String> {
-    match req {
-        Requirement::Equals { key, value } => {
-            let spec = pod.spec.get_or_insert_with(Default::default);
-            let ns = spec.node_selector.get_or_insert_with(Default::default);
-            if ns.get(key) == Some(value) {
-                return None;
-            }
-            ns.insert(key.clone(), value.clone());
-            Some(format!("nodeSelector {key}={value}"))
+    if let Some(value) = req.selector_value() {
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        let ns = spec.node_selector.get_or_insert_with(Default::default);
+        if ns.get(&req.key).map(String::as_str) == Some(value) {
+            return None;
         }
-        Requirement::NotEquals { .. } => {
-            let expr = req.expression();
-            let has =
-                |t: &NodeSelectorTerm| t.match_expressions.iter().flatten().any(|e| *e == expr);
-            let terms = required_terms(pod);
-            if !terms.is_empty() && terms.iter().all(has) {
-                return None;
-            }
-            let na = node_affinity_mut(pod);
-            let required = na
-                .required_during_scheduling_ignored_during_execution
-                .get_or_insert_with(|| NodeSelector {
-                    node_selector_terms: vec![],
-                });
-            if required.node_selector_terms.is_empty() {
-                required
-                    .node_selector_terms
-                    .push(NodeSelectorTerm::default());
-            }
-            // Terms are ORed: the expression must be in every one of them.
-            for term in &mut required.node_selector_terms {
-                if !has(term) {
-                    term.match_expressions
-                        .get_or_insert_with(Vec::new)
-                        .push(expr.clone());
-                }
-            }
-            Some(format!("required node affinity {}", req.describe()))
+        ns.insert(req.key.clone(), value.to_string());
+        return Some(format!("nodeSelector {}", req.describe()));
+    }
+    let expr = req.expression();
+    let has = |t: &NodeSelectorTerm| t.match_expressions.iter().flatten().any(|e| *e == expr);
+    let terms = required_terms(pod);
+    if !terms.is_empty() && terms.iter().all(has) {
+        return None;
+    }
+    let na = node_affinity_mut(pod);
+    let required = na
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector {
+            node_selector_terms: vec![],
+        });
+    if required.node_selector_terms.is_empty() {
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
+    }
+    // Terms are ORed: the expression must be in every one of them.
+    for term in &mut required.node_selector_terms {
+        if !has(term) {
+            term.match_expressions
+                .get_or_insert_with(Vec::new)
+                .push(expr.clone());
         }
     }
+    Some(format!("required node affinity {}", req.describe()))
 }
 
-/// Make the pod prefer `req` with `weight`; returns a description if something changed.
-fn prefer(pod: &mut Pod, req: &Requirement, weight: i32) -> Option<String> {
-    let expr = req.expression();
+/// Make the pod prefer all of `reqs` (one term) with `weight`; returns a description if
+/// something changed.
+fn prefer(pod: &mut Pod, reqs: &[Requirement], weight: i32) -> Option<String> {
+    let exprs: Vec<NodeSelectorRequirement> = reqs.iter().map(Requirement::expression).collect();
     let na = node_affinity_mut(pod);
     let preferred = na
         .preferred_during_scheduling_ignored_during_execution
         .get_or_insert_with(Vec::new);
     let already = preferred
         .iter()
-        .any(|p| p.preference.match_expressions.as_deref() == Some(std::slice::from_ref(&expr)));
+        .any(|p| p.preference.match_expressions.as_deref() == Some(exprs.as_slice()));
     if already {
         return None;
     }
     preferred.push(PreferredSchedulingTerm {
         weight,
         preference: NodeSelectorTerm {
-            match_expressions: Some(vec![expr]),
+            match_expressions: Some(exprs),
             match_fields: None,
         },
     });
     Some(format!(
         "preferred node affinity {} (weight {weight})",
-        req.describe()
+        describe_all(reqs)
     ))
 }
 
@@ -339,18 +349,13 @@ pub fn apply(
     report: &mut Report,
 ) -> Result<(), Denial> {
     let t = target(p);
-    let req = &t.requirement;
-    let found = contradictions(pod, req);
-    if found.any() {
-        let what = match &found.node_selector {
-            Some(v) => format!("nodeSelector {}={v}", req.key()),
-            None => format!("required node affinity on {}", req.key()),
-        };
+    let reqs = &t.requirements;
+    if let Some(what) = contradiction(pod, reqs) {
         match p.on_conflict {
             OnConflict::Keep => {
                 report.warnings.push(format!(
-                    "placement: the pod sets {what}, which contradicts {} of policy {policy}; kept the pod's choice (onConflict: keep)",
-                    req.describe()
+                    "placement: the pod sets {what}, against {} of policy {policy}; kept (onConflict: keep)",
+                    describe_all(reqs)
                 ));
                 return Ok(());
             }
@@ -364,23 +369,31 @@ pub fn apply(
                             Capacity::Spot => "spot",
                             Capacity::OnDemand => "on-demand",
                         },
-                        req.describe()
+                        describe_all(reqs)
                     ),
                 })
             }
             OnConflict::Override => {
-                remove_contradictions(pod, req);
-                report
-                    .changes
-                    .push(format!("placement: removed the pod's {what} (policy {policy}, onConflict: override)"));
+                for req in reqs {
+                    remove_contradictions(pod, req);
+                }
+                report.changes.push(format!(
+                    "placement: removed the pod's {what} (policy {policy}, onConflict: override)"
+                ));
+                report.warnings.push(format!(
+                    "placement: the pod's {what} overridden by {} (policy {policy})",
+                    describe_all(reqs)
+                ));
             }
         }
     }
-    let changed = match p.scheduling {
-        Scheduling::Required => require(pod, req),
-        Scheduling::Preferred => prefer(pod, req, p.weight.unwrap_or(100)),
+    let changes: Vec<String> = match p.scheduling {
+        Scheduling::Required => reqs.iter().filter_map(|r| require(pod, r)).collect(),
+        Scheduling::Preferred => prefer(pod, reqs, p.weight.unwrap_or(100))
+            .into_iter()
+            .collect(),
     };
-    if let Some(c) = changed {
+    for c in changes {
         report
             .changes
             .push(format!("placement: {c} (policy {policy})"));
@@ -454,9 +467,9 @@ mod tests {
             ("{capacity: spot, provider: eks}", "eks.amazonaws.com/capacityType=SPOT", false),
             ("{capacity: on-demand, provider: eks}", "eks.amazonaws.com/capacityType=ON_DEMAND", false),
             ("{capacity: spot, provider: karpenter}", "karpenter.sh/capacity-type=spot", false),
-            ("{capacity: on-demand, provider: karpenter}", "karpenter.sh/capacity-type=on-demand", false),
+            ("{capacity: on-demand, provider: karpenter}", "karpenter.sh/capacity-type in (on-demand, reserved)", false),
             ("{capacity: spot, provider: gke}", "cloud.google.com/gke-spot=true", true),
-            ("{capacity: on-demand, provider: gke}", "cloud.google.com/gke-spot!=true", false),
+            ("{capacity: on-demand, provider: gke}", "cloud.google.com/gke-spot!=true and cloud.google.com/gke-preemptible!=true", false),
             ("{capacity: spot, provider: aks}", "kubernetes.azure.com/scalesetpriority=spot", true),
             ("{capacity: on-demand, provider: aks}", "kubernetes.azure.com/scalesetpriority!=spot", false),
             ("{capacity: spot, nodeLabel: {key: node-lifecycle, spotValue: spot, spotTaint: {key: spot, effect: NoSchedule}}}", "node-lifecycle=spot", true),
@@ -465,7 +478,7 @@ mod tests {
         ];
         for (yaml, requirement, tolerates) in cases {
             let t = target(&placement(yaml));
-            assert_eq!(t.requirement.describe(), requirement, "{yaml}");
+            assert_eq!(describe_all(&t.requirements), requirement, "{yaml}");
             assert_eq!(t.toleration.is_some(), tolerates, "{yaml}");
         }
     }
@@ -530,8 +543,19 @@ mod tests {
         assert_eq!(terms.len(), 2);
         for t in &terms {
             let exprs = t.match_expressions.as_ref().unwrap();
-            assert_eq!(exprs.len(), 2);
-            assert_eq!(exprs[1].operator, "NotIn");
+            let not_in: Vec<&str> = exprs[1..]
+                .iter()
+                .filter(|e| e.operator == "NotIn")
+                .map(|e| e.key.as_str())
+                .collect();
+            // Neither Spot nor preemptible VMs.
+            assert_eq!(
+                not_in,
+                [
+                    "cloud.google.com/gke-spot",
+                    "cloud.google.com/gke-preemptible"
+                ]
+            );
         }
         assert!(
             pod.spec.as_ref().unwrap().tolerations.is_none(),
@@ -653,8 +677,8 @@ mod tests {
                 Some(vals.iter().map(|v| v.to_string()).collect())
             },
         };
-        let eq = equals("k", "spot");
-        let ne = not_equals("k", "spot");
+        let eq = is_in("k", &["spot"]);
+        let ne = not_in("k", "spot");
         let cases = [
             (&eq, e("In", &["spot"]), true),
             (&eq, e("In", &["on-demand"]), false),
@@ -672,5 +696,53 @@ mod tests {
         for (req, expr, expected) in cases {
             assert_eq!(req.compatible_with(&expr), expected, "{req:?} vs {expr:?}");
         }
+    }
+
+    #[test]
+    fn karpenter_on_demand_admits_reserved_capacity() {
+        let p = placement("{capacity: on-demand, provider: karpenter, onConflict: deny}");
+        let mut pod = fixture("spark-3.5-driver-jvm.json");
+        let mut r = Report::default();
+        apply(&mut pod, "p", &p, &mut r).unwrap();
+        let terms = required_terms(&pod);
+        let e = &terms[0].match_expressions.as_ref().unwrap()[0];
+        assert_eq!(e.key, "karpenter.sh/capacity-type");
+        assert_eq!(e.operator, "In");
+        assert_eq!(
+            e.values.as_deref().unwrap(),
+            ["on-demand".to_string(), "reserved".to_string()]
+        );
+        // A driver pinned to reserved capacity (an ODCR) is not a conflict.
+        let mut pod = fixture("spark-3.5-driver-jvm.json");
+        pod.spec.as_mut().unwrap().node_selector = Some(
+            [(
+                "karpenter.sh/capacity-type".to_string(),
+                "reserved".to_string(),
+            )]
+            .into(),
+        );
+        apply(&mut pod, "p", &p, &mut Report::default()).unwrap();
+    }
+
+    #[test]
+    fn override_warns_that_it_replaced_the_pods_choice() {
+        let mut pod = fixture("spark-3.5-driver-jvm.json");
+        pod.spec.as_mut().unwrap().node_selector = Some(
+            [(
+                "eks.amazonaws.com/capacityType".to_string(),
+                "SPOT".to_string(),
+            )]
+            .into(),
+        );
+        let mut r = Report::default();
+        apply(
+            &mut pod,
+            "drivers",
+            &placement("{capacity: on-demand, provider: eks, onConflict: override}"),
+            &mut r,
+        )
+        .unwrap();
+        assert_eq!(r.warnings.len(), 1, "{r:?}");
+        assert!(r.warnings[0].contains("overridden"), "{r:?}");
     }
 }

@@ -49,6 +49,10 @@ fn source_of(e: &EnvVar) -> String {
     }
 }
 
+/// Inject each entry on the Spark container. What counts is the entry the kubelet uses (the
+/// last of a name): a later entry — from a pod template, or appended by a webhook ordered
+/// after this one — overrides an earlier injection, so it is the conflict `onConflict`
+/// decides, and an injection leaves the name listed once.
 pub fn apply(
     pod: &mut Pod,
     container: usize,
@@ -65,44 +69,61 @@ pub fn apply(
     let cname = c.name.clone();
     let env = c.env.get_or_insert_with(Vec::new);
     for entry in entries {
-        let want = desired(entry.value);
-        let name = entry.value.name.as_str();
-        match env.iter_mut().find(|e| e.name == name) {
-            None => {
-                env.push(want);
-                report.changes.push(format!(
-                    "env {name} from Secret {} key {} added to container {cname} (policy {})",
-                    entry.value.secret_name, entry.value.key, entry.policy
-                ));
-            }
-            Some(existing) if *existing == want => {}
-            Some(existing) => match entry.value.on_conflict {
-                OnConflict::Keep => report.warnings.push(format!(
-                    "env {name} on container {cname} is already set {}; kept (policy {} has onConflict: keep)",
-                    source_of(existing),
-                    entry.policy
-                )),
-                OnConflict::Override => {
-                    let was = source_of(existing);
-                    *existing = want;
-                    report.changes.push(format!(
-                        "env {name} on container {cname} was set {was}; now from Secret {} key {} (policy {})",
-                        entry.value.secret_name, entry.value.key, entry.policy
-                    ));
-                }
-                OnConflict::Deny => {
-                    return Err(Denial {
-                        policy: entry.policy.to_string(),
-                        message: format!(
-                            "env {name} on container {cname} is already set {}, and policy {} injects it from Secret {} key {} with onConflict: deny",
-                            source_of(existing),
-                            entry.policy,
-                            entry.value.secret_name,
-                            entry.value.key
-                        ),
-                    })
-                }
-            },
+        inject(env, &cname, entry, report)?;
+    }
+    Ok(())
+}
+
+fn inject(
+    env: &mut Vec<EnvVar>,
+    cname: &str,
+    entry: &Sourced<'_, SecretEnv>,
+    report: &mut Report,
+) -> Result<(), Denial> {
+    let want = desired(entry.value);
+    let name = entry.value.name.as_str();
+    let (secret, key, policy) = (
+        entry.value.secret_name.as_str(),
+        entry.value.key.as_str(),
+        entry.policy,
+    );
+    let Some(existing) = env.iter().rev().find(|e| e.name == name) else {
+        env.push(want);
+        report.changes.push(format!(
+            "env {name} from Secret {secret} key {key} added to container {cname} (policy {policy})"
+        ));
+        return Ok(());
+    };
+    if *existing == want {
+        let shadowed = super::shadowed_env(env, name);
+        if super::set_env(env, want) {
+            report.changes.push(format!(
+                "env {name} on container {cname}: {shadowed} shadowed duplicate(s) removed (policy {policy})"
+            ));
+        }
+        return Ok(());
+    }
+    let was = source_of(existing);
+    match entry.value.on_conflict {
+        OnConflict::Keep => report.warnings.push(format!(
+            "env {name} on container {cname} is already set {was}; kept (policy {policy} has onConflict: keep)"
+        )),
+        OnConflict::Override => {
+            super::set_env(env, want);
+            report.changes.push(format!(
+                "env {name} on container {cname} was set {was}; now from Secret {secret} key {key} (policy {policy})"
+            ));
+            report.warnings.push(format!(
+                "env {name} on {cname}: the pod's value ({was}) overridden (policy {policy})"
+            ));
+        }
+        OnConflict::Deny => {
+            return Err(Denial {
+                policy: policy.to_string(),
+                message: format!(
+                    "env {name} on container {cname} is set {was}, and policy {policy} injects it from Secret {secret} key {key} with onConflict: deny"
+                ),
+            })
         }
     }
     Ok(())
@@ -148,11 +169,12 @@ mod tests {
                 changes: 0,
                 warnings: 1,
             },
+            // Overriding the pod's own value is a change the submitter should hear about.
             Case {
                 entry: entry("APP_ID", "app_id", OnConflict::Override),
                 result: Ok("secret"),
                 changes: 1,
-                warnings: 0,
+                warnings: 1,
             },
             Case {
                 entry: entry("APP_ID", "app_id", OnConflict::Deny),

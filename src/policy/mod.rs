@@ -1,6 +1,7 @@
-//! Policies: the typed model ([`model`]), validation ([`validate`]) and loading from a
-//! directory of YAML files ([`load`]).
+//! Policies: the typed model ([`model`]), validation ([`validate`]), loading from a
+//! directory of YAML files ([`load`]) and the per-set index of candidates ([`index`]).
 
+pub mod index;
 pub mod load;
 pub mod model;
 pub mod names;
@@ -79,7 +80,7 @@ impl fmt::Display for PolicyErrors {
 pub struct PolicySet {
     policies: Vec<Policy>,
     names: Vec<String>,
-    index: crate::selection::Index,
+    index: index::Index,
 }
 
 impl PolicySet {
@@ -96,7 +97,7 @@ impl PolicySet {
     pub(crate) fn new(mut policies: Vec<Policy>) -> PolicySet {
         policies.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         let names = policies.iter().map(|p| p.name.clone()).collect();
-        let index = crate::selection::Index::build(&policies);
+        let index = index::Index::build(&policies);
         PolicySet {
             policies,
             names,
@@ -105,7 +106,7 @@ impl PolicySet {
     }
 
     /// Which policies can apply to a pod of a role in a namespace.
-    pub fn index(&self) -> &crate::selection::Index {
+    pub fn index(&self) -> &index::Index {
         &self.index
     }
 

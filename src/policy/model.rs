@@ -74,6 +74,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
+    /// `driver` also covers SparkConnect servers; `connect-server` names them alone.
     pub roles: Spanned<Vec<SparkRole>>,
     /// Namespace names or `*` globs; empty means every namespace.
     #[serde(default)]
@@ -241,6 +242,19 @@ pub struct LocalDirVolume {
     pub mount_path: Option<AbsolutePath>,
 }
 
+/// Where the `n`-th local dir is mounted when a policy gives no `mountPath`.
+pub const DEFAULT_LOCAL_DIR_MOUNT_PREFIX: &str = "/var/data/spark-local-dir-";
+
+impl LocalDirVolume {
+    /// Where this volume is mounted as the `n`-th (1-based) local dir.
+    pub fn mount_path_for(&self, n: u32) -> String {
+        self.mount_path
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| format!("{DEFAULT_LOCAL_DIR_MOUNT_PREFIX}{n}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostPathSource {
@@ -325,8 +339,10 @@ pub struct MemoryPolicy {
     pub max_pod_memory: Option<MaxPodMemory>,
 }
 
-/// The overhead (container memory − heap) is kept within
-/// `[min, min(max, factor × heap)]`; `min` defaults to Spark's own 384Mi.
+/// The memory above an executor's heap is kept within `[min, min(max, factor × heap)]`
+/// (`min` defaults to Spark's own 384Mi): raised to `min` whenever the heap is known, lowered
+/// only from Spark's default overhead (see `mutate::memory`). Executors only: a driver's
+/// heap is not in its pod.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverheadBounds {

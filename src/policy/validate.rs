@@ -7,11 +7,13 @@ use k8s_openapi::api::core::v1::Toleration;
 use serde_saphyr::Spanned;
 
 use super::model::{
-    LimitMode, LocalDirVolume, PolicyDocument, Scheduling, SelectorOperator, TolerationOperator,
-    TolerationSpec, API_VERSION, KIND,
+    LimitMode, LocalDirVolume, LocalDirs, MatchSpec, MemoryPolicy, OverheadBounds, Placement,
+    PolicyDocument, Scheduling, SecretEnv, SelectorOperator, TolerationOperator, TolerationSpec,
+    API_VERSION, KIND,
 };
 use super::names::check_dns_subdomain;
 use super::{LocalDirsPolicy, Policy};
+use crate::spark_pod::SparkRole;
 
 /// A problem at a line and column of the document's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,198 +41,22 @@ impl Issues {
 /// Check one document and turn it into a [`Policy`]; `origin` is `file` for messages.
 pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
     let mut issues = Issues(vec![]);
-    if doc.api_version.value != API_VERSION {
-        issues.at(
-            &doc.api_version,
-            format!(
-                "apiVersion is {:?}; expected {API_VERSION:?}",
-                doc.api_version.value
-            ),
-        );
-    }
-    if doc.kind.value != KIND {
-        issues.at(
-            &doc.kind,
-            format!("kind is {:?}; expected {KIND:?}", doc.kind.value),
-        );
-    }
+    check_header(&doc, &mut issues);
     let name = &doc.metadata.name;
-    if let Err(e) = check_dns_subdomain(&name.value, "metadata.name") {
-        issues.at(name, e);
-    }
-    let spec_span = doc.spec;
-    let spec = spec_span.value;
-
-    // match
-    let m = &spec.match_.value;
-    if m.roles.value.is_empty() {
-        issues.at(
-            &m.roles,
-            "match.roles is empty: list at least one of driver, executor",
-        );
-    }
-    if let Some(selector) = &m.pod_selector {
-        for expr in &selector.match_expressions {
-            let needs_values = matches!(
-                expr.value.operator,
-                SelectorOperator::In | SelectorOperator::NotIn
-            );
-            if needs_values && expr.value.values.is_empty() {
-                issues.at(
-                    expr,
-                    format!(
-                        "podSelector expression on {:?}: operator {:?} needs at least one value",
-                        expr.value.key.as_str(),
-                        expr.value.operator
-                    ),
-                );
-            }
-            if !needs_values && !expr.value.values.is_empty() {
-                issues.at(
-                    expr,
-                    format!(
-                        "podSelector expression on {:?}: operator {:?} takes no values",
-                        expr.value.key.as_str(),
-                        expr.value.operator
-                    ),
-                );
-            }
-        }
-    }
-
-    // placement
+    let spec = doc.spec.value;
+    check_match(&spec.match_.value, &mut issues);
     if let Some(p) = &spec.placement {
-        match (&p.value.provider, &p.value.node_label) {
-            (None, None) => issues.at(
-                p,
-                "placement needs either provider (eks, karpenter, gke, aks) or nodeLabel",
-            ),
-            (Some(_), Some(_)) => issues.at(
-                p,
-                "placement has both provider and nodeLabel; give only one",
-            ),
-            _ => {}
-        }
-        match (p.value.scheduling, p.value.weight) {
-            (Scheduling::Required, Some(_)) => issues.at(
-                p,
-                "placement.weight is only meaningful with scheduling: preferred",
-            ),
-            (Scheduling::Preferred, Some(w)) if !(1..=100).contains(&w) => {
-                issues.at(p, format!("placement.weight is {w}; it must be 1 to 100"))
-            }
-            _ => {}
-        }
+        check_placement(p, &mut issues);
     }
-
-    // tolerations
-    let mut tolerations = vec![];
-    for t in &spec.tolerations {
-        match toleration(&t.value) {
-            Ok(tol) => {
-                if !tolerations.contains(&tol) {
-                    tolerations.push(tol);
-                }
-            }
-            Err(e) => issues.at(t, e),
-        }
-    }
-
-    // local dirs
-    let local_dirs = spec.local_dirs.as_ref().map(|ld| {
-        let volumes = &ld.value.volumes;
-        if volumes.value.is_empty() {
-            issues.at(volumes, "localDirs.volumes is empty");
-        }
-        if volumes.value.len() > MAX_LOCAL_DIRS {
-            issues.at(
-                volumes,
-                format!(
-                    "localDirs.volumes has {} entries; at most {MAX_LOCAL_DIRS} are allowed",
-                    volumes.value.len()
-                ),
-            );
-        }
-        let mut paths = BTreeSet::new();
-        for (i, v) in volumes.value.iter().enumerate() {
-            if let Err(e) = check_local_dir(&v.value) {
-                issues.at(v, format!("localDirs.volumes[{i}]: {e}"));
-            }
-            let path = crate::mutate::local_dirs::mount_path_for(&v.value, i as u32 + 1);
-            if !paths.insert(path.clone()) {
-                issues.at(
-                    v,
-                    format!("localDirs.volumes[{i}]: mount path {path} is used twice"),
-                );
-            }
-        }
-        LocalDirsPolicy {
-            volumes: volumes.value.iter().map(|v| v.value.clone()).collect(),
-            override_submitter: ld.value.override_submitter,
-        }
-    });
-
-    // secret env
-    let mut env_names = BTreeSet::new();
-    for s in &spec.secret_env {
-        if !env_names.insert(s.value.name.clone()) {
-            issues.at(
-                s,
-                format!("secretEnv lists {} twice", s.value.name.as_str()),
-            );
-        }
-    }
-
-    // memory
+    let tolerations = tolerations(&spec.tolerations, &mut issues);
+    let local_dirs = spec
+        .local_dirs
+        .as_ref()
+        .map(|ld| local_dirs(ld, &mut issues));
+    check_secret_env(&spec.secret_env, &mut issues);
     if let Some(mem) = &spec.memory {
-        let m = &mem.value;
-        if m.overhead.is_none() && m.limit.is_none() && m.max_pod_memory.is_none() {
-            issues.at(mem, "memory sets none of overhead, limit, maxPodMemory");
-        }
-        if let Some(o) = &m.overhead {
-            if let Some(f) = o.factor {
-                if !(f > 0.0 && f <= 10.0) {
-                    issues.at(
-                        mem,
-                        format!("memory.overhead.factor is {f}; it must be above 0 and at most 10"),
-                    );
-                }
-            }
-            if let (Some(min), Some(max)) = (o.min, o.max) {
-                if min > max {
-                    issues.at(
-                        mem,
-                        format!(
-                            "memory.overhead.min ({}) is above memory.overhead.max ({})",
-                            min.0, max.0
-                        ),
-                    );
-                }
-            }
-            if o.factor.is_none() && o.min.is_none() && o.max.is_none() {
-                issues.at(mem, "memory.overhead sets none of factor, min, max");
-            }
-        }
-        if let Some(l) = &m.limit {
-            match (l.mode, l.headroom) {
-                (LimitMode::RequestPlusHeadroom, None) => issues.at(
-                    mem,
-                    "memory.limit.mode RequestPlusHeadroom needs memory.limit.headroom",
-                ),
-                (LimitMode::EqualToRequest | LimitMode::NoLimit, Some(_)) => issues.at(
-                    mem,
-                    "memory.limit.headroom is only used with mode RequestPlusHeadroom",
-                ),
-                _ => {}
-            }
-        }
-        if let Some(max) = &m.max_pod_memory {
-            if max.value.0 .0 == 0 {
-                issues.at(mem, "memory.maxPodMemory.value must be above 0");
-            }
-        }
+        check_memory(mem, &spec.match_.value.roles.value, &mut issues);
     }
-
     let does_nothing = spec.placement.is_none()
         && spec.tolerations.is_empty()
         && spec.local_dirs.is_none()
@@ -258,6 +84,212 @@ pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
         secret_env: spec.secret_env.into_iter().map(|s| s.value).collect(),
         memory: spec.memory.map(|m| m.value),
     })
+}
+
+fn check_header(doc: &PolicyDocument, issues: &mut Issues) {
+    if doc.api_version.value != API_VERSION {
+        issues.at(
+            &doc.api_version,
+            format!(
+                "apiVersion is {:?}; expected {API_VERSION:?}",
+                doc.api_version.value
+            ),
+        );
+    }
+    if doc.kind.value != KIND {
+        issues.at(
+            &doc.kind,
+            format!("kind is {:?}; expected {KIND:?}", doc.kind.value),
+        );
+    }
+    let name = &doc.metadata.name;
+    if let Err(e) = check_dns_subdomain(&name.value, "metadata.name") {
+        issues.at(name, e);
+    }
+}
+
+fn check_match(m: &MatchSpec, issues: &mut Issues) {
+    if m.roles.value.is_empty() {
+        issues.at(
+            &m.roles,
+            "match.roles is empty: list at least one of driver, executor, connect-server",
+        );
+    }
+    let Some(selector) = &m.pod_selector else {
+        return;
+    };
+    for expr in &selector.match_expressions {
+        let needs_values = matches!(
+            expr.value.operator,
+            SelectorOperator::In | SelectorOperator::NotIn
+        );
+        if needs_values && expr.value.values.is_empty() {
+            issues.at(
+                expr,
+                format!(
+                    "podSelector expression on {:?}: operator {:?} needs at least one value",
+                    expr.value.key.as_str(),
+                    expr.value.operator
+                ),
+            );
+        }
+        if !needs_values && !expr.value.values.is_empty() {
+            issues.at(
+                expr,
+                format!(
+                    "podSelector expression on {:?}: operator {:?} takes no values",
+                    expr.value.key.as_str(),
+                    expr.value.operator
+                ),
+            );
+        }
+    }
+}
+
+fn check_placement(p: &Spanned<Placement>, issues: &mut Issues) {
+    match (&p.value.provider, &p.value.node_label) {
+        (None, None) => issues.at(
+            p,
+            "placement needs either provider (eks, karpenter, gke, aks) or nodeLabel",
+        ),
+        (Some(_), Some(_)) => issues.at(
+            p,
+            "placement has both provider and nodeLabel; give only one",
+        ),
+        _ => {}
+    }
+    match (p.value.scheduling, p.value.weight) {
+        (Scheduling::Required, Some(_)) => issues.at(
+            p,
+            "placement.weight is only meaningful with scheduling: preferred",
+        ),
+        (Scheduling::Preferred, Some(w)) if !(1..=100).contains(&w) => {
+            issues.at(p, format!("placement.weight is {w}; it must be 1 to 100"))
+        }
+        _ => {}
+    }
+}
+
+fn tolerations(specs: &[Spanned<TolerationSpec>], issues: &mut Issues) -> Vec<Toleration> {
+    let mut out = vec![];
+    for t in specs {
+        match toleration(&t.value) {
+            Ok(tol) => {
+                if !out.contains(&tol) {
+                    out.push(tol);
+                }
+            }
+            Err(e) => issues.at(t, e),
+        }
+    }
+    out
+}
+
+fn local_dirs(ld: &Spanned<LocalDirs>, issues: &mut Issues) -> LocalDirsPolicy {
+    let volumes = &ld.value.volumes;
+    if volumes.value.is_empty() {
+        issues.at(volumes, "localDirs.volumes is empty");
+    }
+    if volumes.value.len() > MAX_LOCAL_DIRS {
+        issues.at(
+            volumes,
+            format!(
+                "localDirs.volumes has {} entries; at most {MAX_LOCAL_DIRS} are allowed",
+                volumes.value.len()
+            ),
+        );
+    }
+    let mut paths = BTreeSet::new();
+    for (i, v) in volumes.value.iter().enumerate() {
+        if let Err(e) = check_local_dir(&v.value) {
+            issues.at(v, format!("localDirs.volumes[{i}]: {e}"));
+        }
+        let path = v.value.mount_path_for(i as u32 + 1);
+        if !paths.insert(path.clone()) {
+            issues.at(
+                v,
+                format!("localDirs.volumes[{i}]: mount path {path} is used twice"),
+            );
+        }
+    }
+    LocalDirsPolicy {
+        volumes: volumes.value.iter().map(|v| v.value.clone()).collect(),
+        override_submitter: ld.value.override_submitter,
+    }
+}
+
+fn check_secret_env(entries: &[Spanned<SecretEnv>], issues: &mut Issues) {
+    let mut env_names = BTreeSet::new();
+    for s in entries {
+        if !env_names.insert(s.value.name.clone()) {
+            issues.at(
+                s,
+                format!("secretEnv lists {} twice", s.value.name.as_str()),
+            );
+        }
+    }
+}
+
+fn check_memory(mem: &Spanned<MemoryPolicy>, roles: &[SparkRole], issues: &mut Issues) {
+    let m = &mem.value;
+    if m.overhead.is_none() && m.limit.is_none() && m.max_pod_memory.is_none() {
+        issues.at(mem, "memory sets none of overhead, limit, maxPodMemory");
+    }
+    if let Some(o) = &m.overhead {
+        check_overhead(o, mem, issues);
+        if let Some(r) = roles.iter().find(|r| r.is_driver()) {
+            issues.at(
+                mem,
+                format!(
+                    "memory.overhead cannot apply to role {}: a driver's heap is not in its pod (spark.driver.memory is in a ConfigMap Spark creates after the pod); match executors only",
+                    r.as_str()
+                ),
+            );
+        }
+    }
+    if let Some(l) = &m.limit {
+        match (l.mode, l.headroom) {
+            (LimitMode::RequestPlusHeadroom, None) => issues.at(
+                mem,
+                "memory.limit.mode RequestPlusHeadroom needs memory.limit.headroom",
+            ),
+            (LimitMode::EqualToRequest | LimitMode::NoLimit, Some(_)) => issues.at(
+                mem,
+                "memory.limit.headroom is only used with mode RequestPlusHeadroom",
+            ),
+            _ => {}
+        }
+    }
+    if let Some(max) = &m.max_pod_memory {
+        if max.value.0 .0 == 0 {
+            issues.at(mem, "memory.maxPodMemory.value must be above 0");
+        }
+    }
+}
+
+fn check_overhead(o: &OverheadBounds, mem: &Spanned<MemoryPolicy>, issues: &mut Issues) {
+    if let Some(f) = o.factor {
+        if !(f > 0.0 && f <= 10.0) {
+            issues.at(
+                mem,
+                format!("memory.overhead.factor is {f}; it must be above 0 and at most 10"),
+            );
+        }
+    }
+    if let (Some(min), Some(max)) = (o.min, o.max) {
+        if min > max {
+            issues.at(
+                mem,
+                format!(
+                    "memory.overhead.min ({}) is above memory.overhead.max ({})",
+                    min.0, max.0
+                ),
+            );
+        }
+    }
+    if o.factor.is_none() && o.min.is_none() && o.max.is_none() {
+        issues.at(mem, "memory.overhead sets none of factor, min, max");
+    }
 }
 
 fn spec_span_ref<T>(s: &Spanned<T>) -> Spanned<()> {

@@ -25,6 +25,12 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -129,6 +135,19 @@ impl Metrics {
             "Requests refused without evaluation: overloaded (request-body budget spent, HTTP \
              503) or deadline (the caller's timeout passed while the server was busy, HTTP 504)",
             shed.clone(),
+        );
+        // Constant 1; the labels say which build answers (e.g. during a rollout).
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+                revision: crate::REVISION,
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Version and source revision of the running binary",
+            build_info,
         );
         Metrics {
             open_connections,
@@ -235,6 +254,11 @@ mod tests {
         m.certificate_reload(false, None);
         m.certificate_reload(true, Some(1_900_000_000));
         let text = m.encode();
+        let build_info = format!(
+            "spark_admission_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            crate::VERSION,
+            crate::REVISION
+        );
         for want in [
             "spark_admission_admissions_total{outcome=\"patched\",role=\"executor\"} 1",
             "spark_admission_admission_duration_seconds_bucket{le=\"0.00025\"} 1",
@@ -244,6 +268,7 @@ mod tests {
             "spark_admission_certificate_reloads_total{result=\"failed\"} 1",
             "spark_admission_certificate_expiry_timestamp_seconds 1900000000",
             "spark_admission_policy_set_generation 3",
+            build_info.as_str(),
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -430,7 +430,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         },
         phase_rx,
     ));
-    info!(%addr, %admin_addr, policies = %config.policies.display(), max_connections, "serving");
+    info!(
+        version = crate::VERSION,
+        revision = crate::REVISION,
+        %addr,
+        %admin_addr,
+        policies = %config.policies.display(),
+        max_connections,
+        "serving"
+    );
     Ok(RunningServer {
         addr,
         admin_addr,

@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt as _;
-use tracing::field::Empty;
-use tracing::{info, info_span, warn, Instrument as _};
+use tracing::{debug, info, warn};
 
 use super::duration::parse_duration;
 use super::shutdown::Phase;
@@ -142,21 +141,7 @@ async fn mutate(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let span = info_span!(
-        "admission",
-        uid = Empty,
-        operation = Empty,
-        namespace = Empty,
-        pod = Empty,
-        role = Empty,
-        policies = Empty,
-        outcome = Empty,
-        dry_run = Empty,
-        duration_us = Empty,
-    );
-    let reply = answer(&state, query, &headers, body, started)
-        .instrument(span.clone())
-        .await;
+    let reply = answer(&state, query, &headers, body, started).await;
     let elapsed = started.elapsed();
     let s = &reply.summary;
     state.metrics.admission(
@@ -166,31 +151,7 @@ async fn mutate(
         &s.audited,
         elapsed.as_secs_f64(),
     );
-    if let Some(uid) = &s.uid {
-        span.record("uid", uid.as_str());
-    }
-    if let Some(op) = &s.operation {
-        span.record("operation", op.as_str());
-    }
-    if let Some(ns) = &s.namespace {
-        span.record("namespace", ns.as_str());
-    }
-    if let Some(pod) = &s.pod_name {
-        span.record("pod", pod.as_str());
-    }
-    span.record("role", s.role.map_or("none", |r| r.as_str()));
-    span.record("policies", s.applied.join(",").as_str());
-    span.record("outcome", s.outcome.as_str());
-    span.record("dry_run", s.dry_run);
-    span.record("duration_us", elapsed.as_micros() as u64);
-    let note = s.note.as_deref().unwrap_or("");
-    span.in_scope(|| {
-        if s.outcome == Outcome::Error {
-            warn!(status = reply.http_status, note, "admission failed");
-        } else {
-            info!(note, "admission");
-        }
-    });
+    log(&reply, elapsed);
 
     let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::OK);
     let mut response = (
@@ -206,6 +167,37 @@ async fn mutate(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// One log event per admission: `debug` for the ordinary outcomes (thousands a second
+/// during a large job; metrics count them, the API server's audit log keeps the policies
+/// applied), `info` for a denial, `warn` for an error. Fields are formatted only when the
+/// level is enabled. Never pod contents.
+fn log(reply: &Reply, elapsed: Duration) {
+    let s = &reply.summary;
+    macro_rules! event {
+        ($level:ident, $message:literal) => {
+            $level!(
+                uid = s.uid.as_deref().unwrap_or(""),
+                operation = s.operation.as_deref().unwrap_or(""),
+                namespace = s.namespace.as_deref().unwrap_or(""),
+                pod = s.pod_name.as_deref().unwrap_or(""),
+                role = s.role.map_or("none", |r| r.as_str()),
+                policies = s.applied.join(","),
+                outcome = s.outcome.as_str(),
+                dry_run = s.dry_run,
+                status = reply.http_status,
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                note = s.note.as_deref().unwrap_or(""),
+                $message
+            )
+        };
+    }
+    match s.outcome {
+        Outcome::Error => event!(warn, "admission failed"),
+        Outcome::Denied => event!(info, "admission denied"),
+        Outcome::Patched | Outcome::Unchanged => event!(debug, "admission"),
+    }
 }
 
 /// How a request body was read.

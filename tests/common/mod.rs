@@ -33,6 +33,57 @@ pub fn fixtures() -> Vec<(String, Value)> {
     out
 }
 
+/// A pod of the second fixture set (`tests/fixtures/fidelity/`, recorded with real
+/// spark-submit 3.3–4.x) with the manifest's entry: Spark version, role, conf and the memory
+/// figures Spark was given.
+pub struct FidelityPod {
+    pub file: String,
+    pub pod: Value,
+    pub case: Value,
+}
+
+impl FidelityPod {
+    /// What Spark puts in the container beyond its overhead, plus Spark's minimum overhead:
+    /// heap + off-heap + pyspark memory (executors of Python apps) + the minimum
+    /// (`minMemoryOverhead`, else 384Mi). The container must never be smaller.
+    pub fn memory_floor_mib(&self) -> u64 {
+        let m = &self.case["memory"];
+        let n = |k: &str| m[k].as_u64().unwrap_or(0);
+        let executor = self.case["role"] == "executor";
+        let pyspark = if executor && m["resourceType"] == "python" {
+            n("pysparkMiB")
+        } else {
+            0
+        };
+        let off_heap = if executor { n("offHeapMiB") } else { 0 };
+        n("heapMiB") + off_heap + pyspark + m["minOverheadMiB"].as_u64().unwrap_or(384)
+    }
+}
+
+/// Every pod of the second fixture set (PersistentVolumeClaims left out).
+pub fn fidelity_pods() -> Vec<FidelityPod> {
+    let dir = fixtures_dir().join("fidelity");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let pods: Vec<FidelityPod> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "Pod")
+        .map(|c| {
+            let file = c["file"].as_str().unwrap().to_string();
+            let text = std::fs::read_to_string(dir.join(&file)).unwrap();
+            FidelityPod {
+                pod: serde_json::from_str(&text).unwrap(),
+                file,
+                case: c.clone(),
+            }
+        })
+        .collect();
+    assert!(pods.len() >= 80, "fidelity fixtures missing");
+    pods
+}
+
 /// One recorded Spark pod by file name.
 pub fn fixture(name: &str) -> Value {
     fixtures()
@@ -145,18 +196,51 @@ pub fn default_like_apiserver(pod: &mut Value, namespace: &str) {
     }
 }
 
+/// The Spark container: the one whose first argument is Spark's `driver` / `executor`
+/// (what a template names it does not matter), else by Spark's default names.
 fn spark_container(pod: &Pod) -> Option<&Container> {
     let cs = &pod.spec.as_ref()?.containers;
     cs.iter()
         .find(|c| {
-            [
-                "spark-kubernetes-driver",
-                "spark-kubernetes-executor",
-                "executor",
-            ]
-            .contains(&c.name.as_str())
+            c.args
+                .as_ref()
+                .and_then(|a| a.first())
+                .is_some_and(|a| a == "driver" || a == "executor")
+        })
+        .or_else(|| {
+            cs.iter().find(|c| {
+                [
+                    "spark-kubernetes-driver",
+                    "spark-kubernetes-executor",
+                    "executor",
+                ]
+                .contains(&c.name.as_str())
+            })
         })
         .or(if cs.len() == 1 { cs.first() } else { None })
+}
+
+/// Index of the Spark container in a pod as JSON (see [`spark_container`]).
+pub fn spark_container_index(pod: &Value) -> usize {
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let name = &spark_container(&typed).expect("a Spark container").name;
+    typed
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .position(|x| x.name == *name)
+        .unwrap()
+}
+
+/// The entry of env var `name` the kubelet uses: the last one.
+pub fn effective_env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|e| e["name"] == name)
 }
 
 fn memory_bytes(q: &str) -> u64 {
@@ -190,7 +274,7 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
         let mounts = c.volume_mounts.clone().unwrap_or_default();
         for m in &mounts {
             assert!(
-                volumes.contains(&m.name.as_str()),
+                unique.contains(&m.name.as_str()),
                 "{context}: container {} mounts missing volume {}",
                 c.name,
                 m.name
@@ -203,14 +287,8 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
             "{context}: duplicate mount paths in {}",
             c.name
         );
+        // Duplicate env names are valid (the API server only warns; the kubelet uses the last).
         let env = c.env.clone().unwrap_or_default();
-        let names: BTreeSet<_> = env.iter().map(|e| &e.name).collect();
-        assert_eq!(
-            names.len(),
-            env.len(),
-            "{context}: duplicate env names in {}",
-            c.name
-        );
         for e in &env {
             assert!(
                 !(e.value.is_some() && e.value_from.is_some()),
@@ -249,7 +327,8 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
             );
         }
     }
-    // SPARK_LOCAL_DIRS lists exactly the mount paths of the spark-local-dir-* volumes.
+    // The effective SPARK_LOCAL_DIRS lists exactly the mount paths of the spark-local-dir-*
+    // volumes.
     if let Some(c) = spark_container(&pod) {
         let local_paths: BTreeSet<String> = c
             .volume_mounts
@@ -262,6 +341,7 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
             .env
             .iter()
             .flatten()
+            .rev()
             .find(|e| e.name == "SPARK_LOCAL_DIRS")
             .and_then(|e| e.value.clone())
             .map(|v| v.split(',').map(str::to_string).collect())
@@ -271,4 +351,44 @@ pub fn assert_valid_pod(pod_json: &Value, context: &str) {
             "{context}: SPARK_LOCAL_DIRS vs local-dir mounts"
         );
     }
+}
+
+/// What a hostile tenant can send (well under the API server's 3 MiB request limit): the
+/// recorded Python executor, as the API server hands it over, with `env` extra env vars
+/// between `SPARK_LOCAL_DIRS` (moved first) and the rest, and `volumes` extra emptyDir
+/// volumes (each mounted in the Spark container) between Spark's own `spark-local-dir-1`
+/// (moved first) and the rest. Policies change the first entries and append at the end, so
+/// the whole list lies between two changes.
+pub fn hostile_executor(env: usize, volumes: usize) -> Value {
+    let mut pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));
+    let container = &mut pod["spec"]["containers"][0];
+    let vars = container["env"].as_array_mut().unwrap();
+    let at = vars
+        .iter()
+        .position(|e| e["name"] == "SPARK_LOCAL_DIRS")
+        .unwrap();
+    let local_dirs = vars.remove(at);
+    let filler = (0..env).map(|i| json!({"name": format!("TENANT_VAR_{i}"), "value": "x"}));
+    let rest = std::mem::take(vars);
+    *vars = std::iter::once(local_dirs)
+        .chain(filler)
+        .chain(rest)
+        .collect();
+    let mounts = container["volumeMounts"].as_array_mut().unwrap();
+    let extra_mounts = (0..volumes)
+        .map(|i| json!({"name": format!("tenant-vol-{i}"), "mountPath": format!("/tenant/{i}")}));
+    mounts.splice(1..1, extra_mounts);
+    let vols = pod["spec"]["volumes"].as_array_mut().unwrap();
+    let at = vols
+        .iter()
+        .position(|v| v["name"] == "spark-local-dir-1")
+        .unwrap();
+    let local_dir = vols.remove(at);
+    let extra = (0..volumes).map(|i| json!({"name": format!("tenant-vol-{i}"), "emptyDir": {}}));
+    let rest = std::mem::take(vols);
+    *vols = std::iter::once(local_dir)
+        .chain(extra)
+        .chain(rest)
+        .collect();
+    pod
 }

@@ -81,7 +81,7 @@ impl Default for Pki {
 
 /// Policies used by the server tests: executors to AKS spot (preferred) with two hostPath
 /// local dirs and a secret env var; drivers to on-demand with a toleration that duplicates
-/// one the API server already added, a secret env var and an overhead cap.
+/// one the API server already added, a secret env var and a memory cap.
 pub const TEST_POLICIES: &str = r#"apiVersion: spark-admission.dev/v1alpha1
 kind: SparkPodPolicy
 metadata:
@@ -116,7 +116,7 @@ spec:
   secretEnv:
     - {name: APP_SECRET, secretName: app, key: app_secret}
   memory:
-    overhead: {factor: 0.15, max: 4Gi}
+    maxPodMemory: {value: 64Gi, action: deny}
 "#;
 
 /// Write policy files, each `(file name, contents)`, into `dir`.
@@ -501,7 +501,8 @@ impl Binary {
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
+            // Every admission logged (they are `debug`).
+            .env("RUST_LOG", "info,spark_admission::server::webhook=debug")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

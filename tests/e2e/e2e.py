@@ -32,6 +32,7 @@ WEBHOOK = "spark-pods.spark-admission.dev"
 ANNOTATION = "spark-admission.dev/policies"
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 SPARK_CONTAINERS = ("spark-kubernetes-driver", "spark-kubernetes-executor", "executor")
+MIB = 1024**2
 
 # Node models per platform (DESIGN.md "Spot capacity, by platform"): labels and taints of a
 # spot node and of an on-demand node, to evaluate where a pod could be scheduled.
@@ -66,16 +67,8 @@ class Checks:
 
     def __init__(self):
         self.results = []  # (scope, name, ok, detail)
-        self.known = []  # (scope, name, bug, shown): known product bugs, not failures
 
-    def check(self, scope, name, ok, detail="", known_bug=None):
-        """`known_bug`: why this check is expected to fail today (see KNOWN_PRODUCT_BUGS);
-        its failure is reported, not counted, and its passing says the entry can go."""
-        if known_bug:
-            self.known.append((scope, name, known_bug, not ok))
-            log(f"KNOWN BUG {'shown' if not ok else 'not shown'} [{scope}] {name}: {known_bug}"
-                + (f": {detail}" if not ok else ""))
-            return bool(ok)
+    def check(self, scope, name, ok, detail=""):
         self.results.append((scope, name, bool(ok), detail))
         if not ok:
             log(f"FAIL [{scope}] {name}: {detail}")
@@ -192,7 +185,9 @@ def active_provider(policies):
 
 def policy_matches(pol, role, namespace, labels):
     m = pol["spec"]["match"]
-    if role not in m["roles"]:
+    # `driver` covers SparkConnect servers (spark-role: connect-server), which run the driver
+    # of every session on them.
+    if role not in m["roles"] and not (role == "connect-server" and "driver" in m["roles"]):
         return False
     if m.get("namespaces") and not any(fnmatch.fnmatchcase(namespace, g) for g in m["namespaces"]):
         return False
@@ -311,7 +306,34 @@ def spark_env(args, version, workdir):
     return env
 
 
-def submit_cluster(args, version, standin_url, workdir, name, timeout=180):
+def confs(conf):
+    return [a for k, v in conf.items() for a in ("--conf", f"{k}={v}")]
+
+
+# Memory each submission gives Spark, and what Spark sizes the container from it
+# (BasicDriverFeatureStep; ResourceProfile.getResourcesForClusterManager): heap + overhead
+# (+ off-heap on executors), overhead = explicit or max(factor x heap, 384). `lowerable`: the
+# overhead is Spark's default, the only case in which the webhook may lower it.
+DRIVER_DEFAULT = {"conf": {"spark.driver.memory": "2g"},
+                  "memory": {"heap": 2048, "total": 2048 + 819, "lowerable": False}}
+# PySpark driver, 6g + explicit 1g: 7168Mi, which is also 5g x 1.4 (drivers are never lowered).
+DRIVER_EXPLICIT_OVERHEAD = {"conf": {"spark.driver.memory": "6g", "spark.driver.memoryOverhead": "1g"},
+                            "memory": {"heap": 6144, "total": 7168, "lowerable": False}}
+# Executors as a cluster-mode PySpark driver creates them: it runs with these two properties
+# (DriverCommandFeatureStep, BasicDriverFeatureStep), so its executors get the 0.4 default.
+EXECUTORS_PYSPARK_DEFAULT = {"conf": {"spark.executor.memory": "2g",
+                                      "spark.kubernetes.resource.type": "python",
+                                      "spark.kubernetes.memoryOverheadFactor": "0.4"},
+                             "memory": {"heap": 2048, "total": 2048 + 819, "lowerable": True}}
+# Off-heap executors in a container Spark's template names `main`: 2g + 384 + 1g off-heap.
+EXECUTORS_OFFHEAP = {"conf": {"spark.executor.memory": "2g",
+                              "spark.memory.offHeap.enabled": "true",
+                              "spark.memory.offHeap.size": "1g"},
+                     "memory": {"heap": 2048, "off_heap": 1024, "total": 2048 + 384 + 1024, "lowerable": False},
+                     "template": "executor-template-main.yaml", "container": "main"}
+
+
+def submit_cluster(args, version, standin_url, workdir, name, setup=DRIVER_DEFAULT, timeout=180):
     cmd = ["spark-submit", "--master", f"k8s://{standin_url}", "--deploy-mode", "cluster",
            "--name", name,
            "--conf", f"spark.kubernetes.namespace={NAMESPACE}",
@@ -320,25 +342,28 @@ def submit_cluster(args, version, standin_url, workdir, name, timeout=180):
            "--conf", "spark.kubernetes.authenticate.driver.serviceAccountName=spark",
            "--conf", f"spark.kubernetes.driver.podTemplateFile={HERE}/driver-template.yaml",
            "--conf", "spark.kubernetes.driver.podTemplateContainerName=spark-kubernetes-driver",
-           "--conf", "spark.driver.memory=2g",
+           *confs(setup["conf"]),
            "local:///opt/spark/examples/src/main/python/pi.py", "10"]
     return run_logged(cmd, spark_env(args, version, workdir), workdir, f"submit-{name}", timeout)
 
 
-def submit_client(args, version, standin_url, workdir, name, executors=2, timeout=180, namespace=NAMESPACE):
+def submit_client(args, version, standin_url, workdir, name, executors=2,
+                  setup=EXECUTORS_PYSPARK_DEFAULT, timeout=180, namespace=NAMESPACE):
+    template = setup.get("template", "executor-template.yaml")
+    container = setup.get("container", "spark-kubernetes-executor")
     cmd = ["spark-submit", "--master", f"k8s://{standin_url}", "--deploy-mode", "client",
            "--name", name,
            "--conf", f"spark.kubernetes.namespace={namespace}",
            "--conf", f"spark.kubernetes.container.image=apache/spark:{version}",
            "--conf", f"spark.executor.instances={executors}",
-           "--conf", "spark.executor.memory=2g",
            "--conf", "spark.executor.cores=1",
            "--conf", "spark.driver.host=127.0.0.1",
            "--conf", "spark.driver.bindAddress=127.0.0.1",
            "--conf", "spark.scheduler.minRegisteredResourcesRatio=0",
            "--conf", "spark.ui.enabled=false",
-           "--conf", f"spark.kubernetes.executor.podTemplateFile={HERE}/executor-template.yaml",
-           "--conf", "spark.kubernetes.executor.podTemplateContainerName=spark-kubernetes-executor",
+           "--conf", f"spark.kubernetes.executor.podTemplateFile={HERE}/{template}",
+           "--conf", f"spark.kubernetes.executor.podTemplateContainerName={container}",
+           *confs(setup["conf"]),
            os.path.join(HERE, "client_app.py")]
     env = spark_env(args, version, workdir)
     env["E2E_STANDIN_URL"] = standin_url
@@ -367,14 +392,18 @@ def app_id_from(output):
 # ---------------------------------------------------------------- assertions on stored pods
 
 def spark_container(pod):
-    return next((c for c in pod["spec"]["containers"] if c["name"] in SPARK_CONTAINERS), None)
+    """By Spark's mark, the first argument `driver`/`executor`, whatever a template named it."""
+    cs = pod["spec"]["containers"]
+    return (next((c for c in cs if (c.get("args") or [None])[0] in ("driver", "executor")), None)
+            or next((c for c in cs if c["name"] in SPARK_CONTAINERS), None))
 
 
 def env_map(c):
     return {e["name"]: e for e in c.get("env") or []}
 
 
-def check_spark_pod(chk, scope, pod, policies, provider, calls):
+def check_spark_pod(chk, scope, pod, policies, provider, calls, memory=None):
+    """`memory`: what the submission gave Spark (see DRIVER_DEFAULT...), for the memory checks."""
     labels = pod["metadata"].get("labels", {})
     role = labels["spark-role"]
     name = pod["metadata"]["name"]
@@ -432,8 +461,10 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
     mounts = [m for m in sc.get("volumeMounts") or [] if m["name"].startswith("spark-local-dir-")]
     env = env_map(sc)
     local_dirs = env.get("SPARK_LOCAL_DIRS", {}).get("value", "")
+    # The effective entry (the last: env_map keeps it) names exactly the mounts; the order is
+    # the webhook's per-executor rotation.
     chk.check(scope, f"{tag}: SPARK_LOCAL_DIRS equals the local-dir mounts",
-              local_dirs.split(",") == [m["mountPath"] for m in mounts] and len(mounts) == len(vols),
+              sorted(local_dirs.split(",")) == sorted(m["mountPath"] for m in mounts) and len(mounts) == len(vols),
               f"SPARK_LOCAL_DIRS={local_dirs!r}, mounts {[m['mountPath'] for m in mounts]}, volumes {[v['name'] for v in vols]}")
     if ld:
         want_vols = ld["spec"]["localDirs"]["volumes"]
@@ -476,21 +507,8 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
         else:
             lim_ok = (lim is None) == (want_lim is None) and (lim is None or quantity(lim) == quantity(want_lim))
         chk.check(scope, f"{tag}: memory limit per {limit_rule}", lim_ok, f"request {req}, limit {lim}")
-    heap = env.get("SPARK_EXECUTOR_MEMORY", {}).get("value")
-    if mem and heap and req:
-        ob = mem["spec"]["memory"].get("overhead") or {}
-        heap_b = spark_mem(heap)
-        overhead = quantity(req) - heap_b
-        lo = quantity(ob["min"]) if ob.get("min") else 384 * 1024**2
-        hi = float("inf")
-        if ob.get("factor") is not None:
-            hi = min(hi, ob["factor"] * heap_b)
-        if ob.get("max"):
-            hi = min(hi, quantity(ob["max"]))
-        hi = max(hi, lo)
-        mib = 1024**2
-        chk.check(scope, f"{tag}: memory overhead {overhead / mib:.0f}Mi within [{lo / mib:.0f}Mi, {hi / mib:.0f}Mi] ({mem['metadata']['name']})",
-                  lo - mib <= overhead <= hi + mib, f"request {req}, heap {heap}")
+    if memory and req:
+        check_memory(chk, scope, tag, pod, sc, mem, memory, calls)
 
     # The webhook was called for it, and calling again changed nothing (idempotent).
     mine = [c for c in calls if c["name"] == name and c["namespace"] == pod["metadata"]["namespace"]]
@@ -505,9 +523,39 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls):
     again = [c for c in mine if c["reinvocation"]]
     chk.check(scope, f"{tag}: reinvocation with its own output changes nothing",
               again and all(c["outcome"] == "allowed" for c in again), json.dumps([c["patch"] for c in again]))
-    check_same_verdict(chk, scope, tag, first, again, pols)
+    check_same_verdict(chk, scope, tag, first, again)
     long_warnings = [w for c in mine for w in c["warnings"] if len(w) > 120]
     chk.check(scope, f"{tag}: warnings at most 120 chars", not long_warnings, str(long_warnings))
+
+
+def check_memory(chk, scope, tag, pod, sc, mem, memory, calls):
+    """Never below what Spark will use; lowered only from Spark's default overhead, within the
+    policy's bounds; otherwise exactly as Spark sized it, with a warning saying why."""
+    req = quantity(sc["resources"]["requests"]["memory"])
+    heap, total = memory["heap"] * MIB, memory["total"] * MIB
+    floor = heap + memory.get("off_heap", 0) * MIB + 384 * MIB
+    chk.check(scope, f"{tag}: memory {req / MIB:.0f}Mi >= heap + off-heap + minimum overhead {floor / MIB:.0f}Mi",
+              req >= floor, "")
+    ob = ((mem or {}).get("spec", {}).get("memory", {}).get("overhead")) or {}
+    if not ob or not memory["lowerable"]:
+        chk.check(scope, f"{tag}: memory kept as Spark sized it ({memory['total']}Mi)", req == total,
+                  f"request {req / MIB:.0f}Mi")
+        if ob and total - heap > 0:
+            first = [c for c in calls if c["name"] == pod["metadata"]["name"] and not c["reinvocation"]]
+            chk.check(scope, f"{tag}: a warning says why memory was kept",
+                      any("not Spark's default" in w for c in first for w in c["warnings"]),
+                      json.dumps([c["warnings"] for c in first]))
+        return
+    overhead = req - heap
+    lo = quantity(ob["min"]) if ob.get("min") else 384 * MIB
+    hi = float("inf")
+    if ob.get("factor") is not None:
+        hi = min(hi, ob["factor"] * heap)
+    if ob.get("max"):
+        hi = min(hi, quantity(ob["max"]))
+    hi = max(hi, lo, 384 * MIB)
+    chk.check(scope, f"{tag}: Spark's default overhead lowered to {overhead / MIB:.0f}Mi within [{lo / MIB:.0f}Mi, {hi / MIB:.0f}Mi] ({mem['metadata']['name']})",
+              lo - MIB <= overhead <= hi + MIB and req < total, f"request {req / MIB:.0f}Mi, Spark's {memory['total']}Mi")
 
 
 def defaulted_equal(stored, sent):
@@ -566,31 +614,17 @@ def check_fixtures(chk, scope, standin, policies):
                   and [c["outcome"] for c in mine] == ["patched", "allowed"])
             detail = f"annotation {ann!r} want {want}; calls {[(c['outcome'], c['error']) for c in mine]}"
             check_same_verdict(chk, scope, f"fixture {f}", [c for c in mine if not c["reinvocation"]],
-                               [c for c in mine if c["reinvocation"]], pols)
+                               [c for c in mine if c["reinvocation"]])
         chk.check(scope, f"fixture {f}: admitted, valid, right policies, idempotent", ok, detail)
 
 
-# Product bugs the e2e shows and the product has not fixed yet, by the policy whose pods show
-# them. A check marked with one is reported, not counted; when it passes the entry can go.
-KNOWN_PRODUCT_BUGS = {
-    "local-dirs-ephemeral": "local_dirs::same_source compares whole volumes, so after the API server "
-                            "defaults volumeMode: Filesystem in the claim template the webhook takes its own "
-                            "ephemeral local dirs for the submitter's (issue 13; fix on the fidelity branch)",
-}
-
-
-def known_bug(pols):
-    return next((KNOWN_PRODUCT_BUGS[p["metadata"]["name"]] for p in pols
-                 if p["metadata"]["name"] in KNOWN_PRODUCT_BUGS), None)
-
-
-def check_same_verdict(chk, scope, tag, first, again, pols):
+def check_same_verdict(chk, scope, tag, first, again):
     """Called again with its own output (as re-defaulted by the API server), the webhook warns
     nothing it did not warn the first time: a new warning means it took its own work for
     someone else's."""
     said = {w for c in first for w in c["warnings"]}
     new = [w for c in again for w in c["warnings"] if w not in said]
-    chk.check(scope, f"{tag}: reinvocation warns nothing new", not new, str(new), known_bug=known_bug(pols))
+    chk.check(scope, f"{tag}: reinvocation warns nothing new", not new, str(new))
 
 
 # ---------------------------------------------------------------- policy variants
@@ -724,7 +758,8 @@ def run_variants(args, work, chk, certs, rendered, pol_dir):
                 if chk.check(scope, "two executor pods stored", len(execs) == 2, str(len(execs))) and in_psa:
                     PSA_VERDICTS.append((scope, "a real spark-submit's executors admitted"))
                 for p in execs:
-                    check_spark_pod(chk, scope, p, policies, provider, calls)
+                    check_spark_pod(chk, scope, p, policies, provider, calls,
+                                    memory=EXECUTORS_PYSPARK_DEFAULT["memory"])
             if v["enforce"]:
                 for f in PLAIN_FIXTURES:
                     with open(os.path.join(ROOT, "tests", "fixtures", f)) as fh:
@@ -791,10 +826,6 @@ def main():
     ok, bad = chk.count("common")
     print(f"e2e common: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
           f"(non-Spark pod, excluded namespace, dry run, recorded fixtures, keep-alive); total {time.monotonic() - started:.1f}s; logs in {work}")
-    for bug in sorted({k[2] for k in chk.known}):
-        shown = sum(1 for k in chk.known if k[2] == bug and k[3])
-        print(f"known product bug (reported, not counted), shown by {shown} checks"
-              f"{'' if shown else ' - none any more: remove it from KNOWN_PRODUCT_BUGS'}: {bug}")
     print(f"{total_ok} passed, {total_bad} failed")
     return 0 if total_bad == 0 and total_ok > 0 else 1
 
@@ -856,7 +887,8 @@ def run(args, work, chk, procs):
 
     for v in args.versions:
         t0 = time.monotonic()
-        rc, out = submit_cluster(args, v, standin.url, work, f"e2e-cluster-{v.replace('.', '')}")
+        rc, out = submit_cluster(args, v, standin.url, work, f"e2e-cluster-{v.replace('.', '')}",
+                                 setup=DRIVER_EXPLICIT_OVERHEAD)
         cluster_app = app_id_from(out)
         chk.check(v, "cluster-mode spark-submit succeeds", rc == 0 and cluster_app, f"rc={rc}\n{out[-2000:]}")
         rc, out = submit_client(args, v, standin.url, work, f"e2e-client-{v.replace('.', '')}")
@@ -864,16 +896,37 @@ def run(args, work, chk, procs):
         chk.check(v, "client-mode driver gets its executors admitted", rc == 0 and client_app, f"rc={rc}\n{out[-3000:]}")
         pods = standin.get("pods")
         calls = standin.get("calls")
-        drivers = [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == cluster_app
-                   and p["metadata"]["labels"].get("spark-role") == "driver"]
-        execs = [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == client_app
-                 and p["metadata"]["labels"].get("spark-role") == "executor"]
-        chk.check(v, "one driver pod stored", len(drivers) == 1, str(len(drivers)))
-        chk.check(v, "two executor pods stored", len(execs) == 2, str(len(execs)))
+        # Off-heap executors in a container the template renamed `main`.
+        rc, out = submit_client(args, v, standin.url, work, f"e2e-offheap-{v.replace('.', '')}", executors=1,
+                                setup=EXECUTORS_OFFHEAP)
+        offheap_app = app_id_from(out)
+        chk.check(v, "off-heap executors: the driver gets its executor admitted", rc == 0 and offheap_app,
+                  f"rc={rc}\n{out[-3000:]}")
+        pods = standin.get("pods")
+        calls = standin.get("calls")
+
+        def of(app, role):
+            return [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == app
+                    and p["metadata"]["labels"].get("spark-role") == role]
+
+        runs = [("driver", cluster_app, 1, DRIVER_EXPLICIT_OVERHEAD),
+                ("executor", client_app, 2, EXECUTORS_PYSPARK_DEFAULT),
+                ("executor", offheap_app, 1, EXECUTORS_OFFHEAP)]
+        stored = []
+        for role, app, want, setup in runs:
+            got = of(app, role)
+            chk.check(v, f"{want} {role} pod(s) of {app} stored", len(got) == want, str(len(got)))
+            stored += [(p, setup) for p in got]
         chk.check(v, f"pods carry spark-version {v}",
-                  all(p["metadata"]["labels"].get("spark-version") == v for p in drivers + execs), "")
-        for p in drivers + execs:
-            check_spark_pod(chk, v, p, policies, provider, calls)
+                  all(p["metadata"]["labels"].get("spark-version") == v for p, _ in stored), "")
+        for p, setup in stored:
+            check_spark_pod(chk, v, p, policies, provider, calls, memory=setup["memory"])
+        main = [p for p, setup in stored if setup is EXECUTORS_OFFHEAP]
+        chk.check(v, "a renamed Spark container (`main`) is the one patched, its sidecar untouched",
+                  main and all(spark_container(p)["name"] == "main"
+                               and "APP_ID" in env_map(spark_container(p))
+                               and not any("APP_ID" in env_map(c) for c in p["spec"]["containers"] if c["name"] != "main")
+                               for p in main), json.dumps(main)[:800])
         TIMES[v] = time.monotonic() - t0
 
     # Non-Spark pod in the same namespace: never sent, stored as defaulted.
@@ -900,6 +953,20 @@ def run(args, work, chk, procs):
               and dry_calls and all(c["dry_run"] for c in dry_calls)
               and not any(p["metadata"]["name"] == "spark-dry-run" for p in standin.get("pods")),
               f"{code} {json.dumps(dry_calls)[:500]}")
+    # A SparkConnect server (the spark-operator labels it spark-role=connect-server and names
+    # its container spark-kubernetes-driver): in the webhook's scope, placed like a driver.
+    sent = plain_pod("spark-connect-server", {"spark-role": "connect-server", "sparkoperator.k8s.io/connect-name": "sc"})
+    sent["spec"]["containers"][0]["name"] = "spark-kubernetes-driver"
+    code, stored = standin.create_pod(NAMESPACE, sent)
+    sc_calls = [c for c in standin.get("calls") if c["name"] == "spark-connect-server" and not c["reinvocation"]]
+    want = sorted(p["metadata"]["name"] for p in applicable(policies, stored)) if code == 201 else []
+    ann = ((stored.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "") if code == 201 else ""
+    on_demand = provider in NODES and code == 201 and schedulable(stored, NODES[provider]["on-demand"]) \
+        and not schedulable(stored, NODES[provider]["spot"], ignore_taints=True)
+    chk.check("common", "SparkConnect server: webhook called, driver policies applied, placed on on-demand",
+              code == 201 and len(sc_calls) == 1 and sorted(a for a in ann.split(",") if a) == want
+              and any("driver" in p["spec"]["match"]["roles"] for p in applicable(policies, stored)) and on_demand,
+              f"{code} calls {len(sc_calls)} annotation {ann!r} want {want} {json.dumps(stored)[:600]}")
     check_fixtures(chk, "common", standin, policies)
     stats = standin.get("stats")
     log(f"stand-in stats: {stats}")

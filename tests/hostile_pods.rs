@@ -1,0 +1,48 @@
+//! Pods a hostile tenant can send: the engine's work stays linear and its patch small, for
+//! every list it touches. (What they cost in time and memory is measured by the benchmark,
+//! `cargo bench --bench hostile`, not asserted here.)
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::Value;
+use spark_admission::{evaluate, PolicySet, Verdict};
+
+fn shipped() -> PolicySet {
+    PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+}
+
+/// The patch, checked: it applies, the result is a valid Pod, a second pass changes nothing.
+fn patch_of(set: &PolicySet, pod: &Value, what: &str) -> json_patch::Patch {
+    let eval = evaluate(set, pod, None).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let Verdict::Patched {
+        patch,
+        pod: patched,
+    } = eval.verdict
+    else {
+        panic!("{what}: expected a patch, got {:?}", eval.verdict);
+    };
+    common::assert_valid_pod(&patched, what);
+    let again = evaluate(set, &patched, None).unwrap();
+    assert_eq!(again.verdict, Verdict::Unchanged, "{what}: second pass");
+    patch
+}
+
+#[test]
+fn a_pod_with_16000_env_vars_gets_as_small_a_patch_as_an_ordinary_one() {
+    let set = shipped();
+    let ordinary = patch_of(&set, &common::hostile_executor(0, 0), "ordinary");
+    let hostile = common::hostile_executor(16_000, 0);
+    assert!(serde_json::to_vec(&hostile).unwrap().len() > 500_000);
+    let patch = patch_of(&set, &hostile, "16,000 env vars");
+    assert_eq!(patch.0.len(), ordinary.0.len(), "{patch:?}");
+}
+
+#[test]
+fn a_pod_with_16000_volumes_gets_as_small_a_patch_as_an_ordinary_one() {
+    let set = shipped();
+    let ordinary = patch_of(&set, &common::hostile_executor(0, 0), "ordinary");
+    let patch = patch_of(&set, &common::hostile_executor(0, 16_000), "16,000 volumes");
+    assert_eq!(patch.0.len(), ordinary.0.len(), "{patch:?}");
+}

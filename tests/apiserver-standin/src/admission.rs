@@ -535,7 +535,7 @@ fn verify_response(
             // (DESIGN.md) is a base64 string, so the stand-in is stricter on purpose.
             return Err(format!(
                 "response.patch must be a base64 string, got {}",
-                json_type(other)
+                typed::json_kind(other)
             ));
         }
     };
@@ -572,17 +572,6 @@ fn verify_response(
         }
         // A missing `allowed` decodes as false: a denial.
         _ => Ok(Verified::Denied(resp["status"].clone())),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

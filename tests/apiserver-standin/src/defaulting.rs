@@ -23,13 +23,14 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.to_string(), value);
     }
 }
 
-fn objects_mut<'a>(
+/// The objects of the list `map[list]`, mutably.
+pub(crate) fn objects_mut<'a>(
     map: &'a mut Map<String, Value>,
     list: &str,
 ) -> impl Iterator<Item = &'a mut Map<String, Value>> {

@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 
+use crate::typed::json_kind;
+
 const ERR_MISSING: &str = "missing value";
 const ERR_INVALID_INDEX: &str = "invalid index referenced";
 const ERR_TEST_FAILED: &str = "test failed";
@@ -26,7 +28,7 @@ impl Patch {
         let Value::Array(items) = v else {
             return Err(format!(
                 "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
-                kind(&v)
+                json_kind(&v)
             ));
         };
         items
@@ -35,7 +37,7 @@ impl Patch {
                 Value::Object(m) => Ok(m),
                 other => Err(format!(
                     "json: cannot unmarshal {} into Go value of type jsonpatch.Operation",
-                    kind(&other)
+                    json_kind(&other)
                 )),
             })
             .collect::<Result<_, _>>()
@@ -65,17 +67,6 @@ impl Patch {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn field<'a>(op: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
     op.get(name).and_then(Value::as_str)
 }
@@ -99,22 +90,19 @@ fn invalid_index(idx: i64) -> String {
     format!("Unable to access invalid index: {idx}: {ERR_INVALID_INDEX}")
 }
 
-/// `partialArray.get`'s index rule (negative counts from the end).
-fn existing_index(key: &str, len: usize) -> Result<usize, String> {
-    let idx = atoi(key)?;
-    let len_i = i64::try_from(len).unwrap_or(i64::MAX);
-    let real = if idx < 0 {
-        if idx < -len_i {
-            return Err(invalid_index(idx));
-        }
-        idx + len_i
-    } else {
-        idx
-    };
-    if real >= len_i {
+/// An index below `size`; a negative one counts from the end (`SupportNegativeIndices`).
+fn resolve_index(idx: i64, size: usize) -> Result<usize, String> {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let real = if idx < 0 { idx + size } else { idx };
+    if real < 0 || real >= size {
         return Err(invalid_index(idx));
     }
     usize::try_from(real).map_err(|_| invalid_index(idx))
+}
+
+/// `partialArray.get`'s index rule.
+fn existing_index(key: &str, len: usize) -> Result<usize, String> {
+    resolve_index(atoi(key)?, len)
 }
 
 /// `findObject`: the container holding the last path segment, and that segment.
@@ -193,20 +181,7 @@ fn remove_from(con: &mut Value, key: &str) -> Result<(), String> {
             .map(drop)
             .ok_or_else(|| format!("Unable to remove nonexistent key: {key}: {ERR_MISSING}")),
         Value::Array(a) => {
-            let idx = atoi(key)?;
-            let len = i64::try_from(a.len()).unwrap_or(i64::MAX);
-            if idx >= len {
-                return Err(invalid_index(idx));
-            }
-            let real = if idx < 0 {
-                if idx < -len {
-                    return Err(invalid_index(idx));
-                }
-                idx + len
-            } else {
-                idx
-            };
-            a.remove(usize::try_from(real).map_err(|_| invalid_index(idx))?);
+            a.remove(existing_index(key, a.len())?);
             Ok(())
         }
         _ => Err(ERR_MISSING.to_string()),

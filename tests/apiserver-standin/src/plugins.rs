@@ -8,6 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::defaulting::objects_mut;
 use crate::quantity::Quantity;
 use crate::status::{self, ApiError};
 
@@ -94,17 +95,6 @@ pub fn admit(pod: &mut Value, cluster: &Cluster<'_>, token_suffix: &str) -> Resu
     priority(spec, cluster.priority_classes).map_err(forbidden)?;
     default_toleration_seconds(spec);
     Ok(())
-}
-
-fn objects_mut<'a>(
-    map: &'a mut Map<String, Value>,
-    list: &str,
-) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    map.get_mut(list)
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object_mut)
 }
 
 /// `plugin/pkg/admission/serviceaccount/admission.go`: default the account, then mount the

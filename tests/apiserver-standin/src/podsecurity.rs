@@ -84,6 +84,21 @@ fn name(c: &Value) -> String {
     c["name"].as_str().unwrap_or("").to_string()
 }
 
+/// The names of the containers whose securityContext satisfies `pred`.
+fn names_where(cs: &[&Value], pred: impl Fn(&Value) -> bool) -> Vec<String> {
+    cs.iter()
+        .filter(|c| pred(&c["securityContext"]))
+        .map(|c| name(c))
+        .collect()
+}
+
+/// One failed check whose detail is its findings joined by `; ` (none: passed).
+fn fail_with(fails: &mut Vec<Failure>, id: &'static str, reason: &str, details: Vec<String>) {
+    if !details.is_empty() {
+        fails.push((id, reason.to_string(), details.join("; ")));
+    }
+}
+
 /// `container "a"` / `containers "a", "b"`.
 fn who(names: &[String]) -> String {
     format!(
@@ -125,11 +140,7 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
     let cs = containers(pod);
 
     // check_windowsHostProcess.go
-    let host_process: Vec<String> = cs
-        .iter()
-        .filter(|c| c["securityContext"]["windowsOptions"]["hostProcess"] == true)
-        .map(|c| name(c))
-        .collect();
+    let host_process = names_where(&cs, |sc| sc["windowsOptions"]["hostProcess"] == true);
     if psc["windowsOptions"]["hostProcess"] == true || !host_process.is_empty() {
         let mut parts = Vec::new();
         if psc["windowsOptions"]["hostProcess"] == true {
@@ -159,11 +170,7 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
     }
 
     // check_privileged.go
-    let privileged: Vec<String> = cs
-        .iter()
-        .filter(|c| c["securityContext"]["privileged"] == true)
-        .map(|c| name(c))
-        .collect();
+    let privileged = names_where(&cs, |sc| sc["privileged"] == true);
     if !privileged.is_empty() {
         fails.push((
             "privileged",
@@ -192,27 +199,13 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
             "SETUID",
             "SYS_CHROOT",
         ];
-        let mut details = Vec::new();
-        for c in &cs {
-            let bad: Vec<String> = added_caps(c)
-                .into_iter()
-                .filter(|cap| !ALLOWED.contains(&cap.as_str()))
-                .collect();
-            if !bad.is_empty() {
-                details.push(format!(
-                    "container {:?} must not include {} in securityContext.capabilities.add",
-                    name(c),
-                    join_quote(&bad)
-                ));
-            }
-        }
-        if !details.is_empty() {
-            fails.push((
-                "capabilities_baseline",
-                "non-default capabilities".into(),
-                details.join("; "),
-            ));
-        }
+        let details = forbidden_adds(&cs, |cap| ALLOWED.contains(&cap));
+        fail_with(
+            fails,
+            "capabilities_baseline",
+            "non-default capabilities",
+            details,
+        );
     }
 
     // check_hostPathVolumes.go (overridden by restrictedVolumes)
@@ -295,25 +288,15 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
             || o["user"].as_str().is_some_and(|s| !s.is_empty())
             || o["role"].as_str().is_some_and(|s| !s.is_empty())
     };
-    let se: Vec<String> = cs
-        .iter()
-        .filter(|c| selinux_bad(&c["securityContext"]["seLinuxOptions"]))
-        .map(|c| name(c))
-        .collect();
+    let se = names_where(&cs, |sc| selinux_bad(&sc["seLinuxOptions"]));
     if selinux_bad(&psc["seLinuxOptions"]) || !se.is_empty() {
         fails.push(("seLinuxOptions", "seLinuxOptions".into(), String::new()));
     }
 
     // check_procMount.go
-    let proc: Vec<String> = cs
-        .iter()
-        .filter(|c| {
-            c["securityContext"]["procMount"]
-                .as_str()
-                .is_some_and(|p| p != "Default")
-        })
-        .map(|c| name(c))
-        .collect();
+    let proc = names_where(&cs, |sc| {
+        sc["procMount"].as_str().is_some_and(|p| p != "Default")
+    });
     if !proc.is_empty() {
         fails.push((
             "procMount",
@@ -330,24 +313,14 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
                 "pod must not set securityContext.seccompProfile.type to \"Unconfined\"".into(),
             );
         }
-        let bad: Vec<String> = cs
-            .iter()
-            .filter(|c| c["securityContext"]["seccompProfile"]["type"] == "Unconfined")
-            .map(|c| name(c))
-            .collect();
+        let bad = names_where(&cs, |sc| sc["seccompProfile"]["type"] == "Unconfined");
         if !bad.is_empty() {
             details.push(format!(
                 "{} must not set securityContext.seccompProfile.type to \"Unconfined\"",
                 who(&bad)
             ));
         }
-        if !details.is_empty() {
-            fails.push((
-                "seccompProfile_baseline",
-                "seccompProfile".into(),
-                details.join("; "),
-            ));
-        }
+        fail_with(fails, "seccompProfile_baseline", "seccompProfile", details);
     }
 
     // check_sysctls.go
@@ -376,14 +349,27 @@ fn baseline(pod: &Value, level: Level, fails: &mut Vec<Failure>) {
     }
 }
 
-fn added_caps(c: &Value) -> Vec<String> {
-    c["securityContext"]["capabilities"]["add"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
+/// One finding per container adding a capability `allowed` refuses.
+fn forbidden_adds(cs: &[&Value], allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut details = Vec::new();
+    for c in cs {
+        let bad: Vec<String> = c["securityContext"]["capabilities"]["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|cap| !allowed(cap))
+            .map(str::to_string)
+            .collect();
+        if !bad.is_empty() {
+            details.push(format!(
+                "container {:?} must not include {} in securityContext.capabilities.add",
+                name(c),
+                join_quote(&bad)
+            ));
+        }
+    }
+    details
 }
 
 fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
@@ -439,11 +425,7 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
 
     if !windows {
         // check_allowPrivilegeEscalation.go
-        let bad: Vec<String> = cs
-            .iter()
-            .filter(|c| c["securityContext"]["allowPrivilegeEscalation"] != false)
-            .map(|c| name(c))
-            .collect();
+        let bad = names_where(&cs, |sc| sc["allowPrivilegeEscalation"] != false);
         if !bad.is_empty() {
             fails.push((
                 "allowPrivilegeEscalation",
@@ -457,43 +439,26 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
 
         // check_capabilities_restricted.go
         let mut details = Vec::new();
-        let no_drop: Vec<String> = cs
-            .iter()
-            .filter(|c| {
-                !c["securityContext"]["capabilities"]["drop"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|d| d == "ALL")
-            })
-            .map(|c| name(c))
-            .collect();
+        let no_drop = names_where(&cs, |sc| {
+            !sc["capabilities"]["drop"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d == "ALL")
+        });
         if !no_drop.is_empty() {
             details.push(format!(
                 "{} must set securityContext.capabilities.drop=[\"ALL\"]",
                 who(&no_drop)
             ));
         }
-        for c in &cs {
-            let bad: Vec<String> = added_caps(c)
-                .into_iter()
-                .filter(|cap| cap != "NET_BIND_SERVICE")
-                .collect();
-            if !bad.is_empty() {
-                details.push(format!(
-                    "container {:?} must not include {} in securityContext.capabilities.add",
-                    name(c),
-                    join_quote(&bad)
-                ));
-            }
-        }
-        if !details.is_empty() {
-            fails.push((
-                "capabilities_restricted",
-                "unrestricted capabilities".into(),
-                details.join("; "),
-            ));
-        }
+        details.extend(forbidden_adds(&cs, |cap| cap == "NET_BIND_SERVICE"));
+        fail_with(
+            fails,
+            "capabilities_restricted",
+            "unrestricted capabilities",
+            details,
+        );
 
         // check_seccompProfile_restricted.go
         let ok_type = |v: &Value| v == "RuntimeDefault" || v == "Localhost";
@@ -504,14 +469,10 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
                 "pod must not set securityContext.seccompProfile.type to {pod_type}"
             ));
         }
-        let explicit_bad: Vec<String> = cs
-            .iter()
-            .filter(|c| {
-                let t = &c["securityContext"]["seccompProfile"]["type"];
-                !t.is_null() && !ok_type(t)
-            })
-            .map(|c| name(c))
-            .collect();
+        let explicit_bad = names_where(&cs, |sc| {
+            let t = &sc["seccompProfile"]["type"];
+            !t.is_null() && !ok_type(t)
+        });
         if !explicit_bad.is_empty() {
             details.push(format!(
                 "{} must not set securityContext.seccompProfile.type to \"Unconfined\"",
@@ -519,11 +480,7 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
             ));
         }
         if !ok_type(pod_type) {
-            let unset: Vec<String> = cs
-                .iter()
-                .filter(|c| c["securityContext"]["seccompProfile"]["type"].is_null())
-                .map(|c| name(c))
-                .collect();
+            let unset = names_where(&cs, |sc| sc["seccompProfile"]["type"].is_null());
             if !unset.is_empty() {
                 details.push(format!(
                     "pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\"",
@@ -531,13 +488,12 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
                 ));
             }
         }
-        if !details.is_empty() {
-            fails.push((
-                "seccompProfile_restricted",
-                "seccompProfile".into(),
-                details.join("; "),
-            ));
-        }
+        fail_with(
+            fails,
+            "seccompProfile_restricted",
+            "seccompProfile",
+            details,
+        );
     }
 
     // check_runAsNonRoot.go
@@ -545,11 +501,7 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
     if psc["runAsNonRoot"] == false {
         details.push("pod must not set securityContext.runAsNonRoot=false".to_string());
     }
-    let explicit_false: Vec<String> = cs
-        .iter()
-        .filter(|c| c["securityContext"]["runAsNonRoot"] == false)
-        .map(|c| name(c))
-        .collect();
+    let explicit_false = names_where(&cs, |sc| sc["runAsNonRoot"] == false);
     if !explicit_false.is_empty() {
         details.push(format!(
             "{} must not set securityContext.runAsNonRoot=false",
@@ -559,14 +511,9 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
     let non_root_uid = |v: &Value| v.as_i64().is_some_and(|u| u != 0);
     let pod_ok = psc["runAsNonRoot"] == true || non_root_uid(&psc["runAsUser"]);
     if !pod_ok {
-        let unset: Vec<String> = cs
-            .iter()
-            .filter(|c| {
-                let sc = &c["securityContext"];
-                sc["runAsNonRoot"].is_null() && !non_root_uid(&sc["runAsUser"])
-            })
-            .map(|c| name(c))
-            .collect();
+        let unset = names_where(&cs, |sc| {
+            sc["runAsNonRoot"].is_null() && !non_root_uid(&sc["runAsUser"])
+        });
         if !unset.is_empty() {
             details.push(format!(
                 "pod or {} must set securityContext.runAsNonRoot=true",
@@ -574,30 +521,18 @@ fn restricted(pod: &Value, fails: &mut Vec<Failure>) {
             ));
         }
     }
-    if !details.is_empty() {
-        fails.push((
-            "runAsNonRoot",
-            "runAsNonRoot != true".into(),
-            details.join("; "),
-        ));
-    }
+    fail_with(fails, "runAsNonRoot", "runAsNonRoot != true", details);
 
     // check_runAsUser.go
     let mut details = Vec::new();
     if psc["runAsUser"] == 0 {
         details.push("pod must not set runAsUser=0".to_string());
     }
-    let root: Vec<String> = cs
-        .iter()
-        .filter(|c| c["securityContext"]["runAsUser"] == 0)
-        .map(|c| name(c))
-        .collect();
+    let root = names_where(&cs, |sc| sc["runAsUser"] == 0);
     if !root.is_empty() {
         details.push(format!("{} must not set runAsUser=0", who(&root)));
     }
-    if !details.is_empty() {
-        fails.push(("runAsUser", "runAsUser=0".into(), details.join("; ")));
-    }
+    fail_with(fails, "runAsUser", "runAsUser=0", details);
 }
 
 #[cfg(test)]

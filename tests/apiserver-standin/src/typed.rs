@@ -907,7 +907,8 @@ struct Ctx {
     unknown: Vec<String>,
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// The JSON type as Go's decoder names it in its errors.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",

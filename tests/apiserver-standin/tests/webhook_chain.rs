@@ -584,6 +584,15 @@ async fn denial_is_reported_like_the_api_server() {
 // Probes: each behaviour of the real API server the stand-in did not reproduce before, shown
 // by a test that the earlier stand-in fails.
 
+/// The labels of the namespace `spark-jobs`, plus `extra`.
+fn spark_jobs_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    [("kubernetes.io/metadata.name", "spark-jobs")]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// An answer allowing the request with `ops` as its JSON patch (none when `ops` is empty).
 fn respond(review: &Value, ops: Value) -> Value {
     let mut resp = json!({"uid": review["request"]["uid"], "allowed": true});
@@ -900,13 +909,7 @@ async fn pod_security_judges_the_patched_pod() {
         behaviour(|_| json!([{"op": "replace", "path": "/spec/volumes/0", "value": {"name": "spark-local-dir-1", "hostPath": {"path": "/mnt/nvme0", "type": "Directory"}}}])),
     )
     .await;
-    let ns: BTreeMap<String, String> = [
-        ("kubernetes.io/metadata.name", "spark-jobs"),
-        ("pod-security.kubernetes.io/enforce", "baseline"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let ns = spark_jobs_labels(&[("pod-security.kubernetes.io/enforce", "baseline")]);
     let run = admit_with(
         &hooks,
         &client,
@@ -921,13 +924,7 @@ async fn pod_security_judges_the_patched_pod() {
     assert_eq!(code, 403);
     assert_eq!(status["message"], "pods \"exec-1\" is forbidden: violates PodSecurity \"baseline:latest\": hostPath volumes (volume \"spark-local-dir-1\")");
 
-    let warn_only: BTreeMap<String, String> = [
-        ("kubernetes.io/metadata.name", "spark-jobs"),
-        ("pod-security.kubernetes.io/warn", "restricted"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let warn_only = spark_jobs_labels(&[("pod-security.kubernetes.io/warn", "restricted")]);
     let run = admit_with(
         &[],
         &client,

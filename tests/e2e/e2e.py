@@ -656,8 +656,8 @@ def policy_variants(policies):
         roles = {r for p in group for r in p["spec"]["match"]["roles"]}
         displaced = [p["metadata"]["name"] for p in enforced
                      if kinds & set(p["spec"]) and roles & set(p["spec"]["match"]["roles"])]
-        out.append({"name": os.path.splitext(f)[0], "enforce": [p["metadata"]["name"] for p in group],
-                    "off": displaced})
+        out.append({"name": os.path.splitext(f)[0].replace(os.sep, "-"),
+                    "enforce": [p["metadata"]["name"] for p in group], "off": displaced})
     return out
 
 
@@ -677,19 +677,24 @@ def set_mode(doc_text, mode_value):
 
 
 def write_variant(src, dest, variant):
-    """A copy of the policy directory with the variant's modes."""
-    os.makedirs(dest)
+    """A copy of the policy directory (its YAML files, subdirectories kept) with the variant's
+    modes."""
     want = {**{n: "Enforce" for n in variant["enforce"]}, **{n: "Off" for n in variant["off"]}}
-    for f in sorted(os.listdir(src)):
-        with open(os.path.join(src, f)) as fh:
-            docs = re.split(r"(?m)^---\s*$", fh.read())
-        for i, doc in enumerate(docs):
-            parsed = yaml.safe_load(doc)
-            name = ((parsed or {}).get("metadata") or {}).get("name")
-            if (parsed or {}).get("kind") == "SparkPodPolicy" and name in want:
-                docs[i] = set_mode(doc, want[name])
-        with open(os.path.join(dest, f), "w") as fh:
-            fh.write("---".join(docs))
+    for dirpath, _, files in os.walk(src):
+        for f in files:
+            if not f.endswith((".yaml", ".yml")):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, f), src)
+            with open(os.path.join(src, rel)) as fh:
+                docs = re.split(r"(?m)^---\s*$", fh.read())
+            for i, doc in enumerate(docs):
+                parsed = yaml.safe_load(doc)
+                name = ((parsed or {}).get("metadata") or {}).get("name")
+                if (parsed or {}).get("kind") == "SparkPodPolicy" and name in want:
+                    docs[i] = set_mode(doc, want[name])
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            with open(os.path.join(dest, rel), "w") as fh:
+                fh.write("---".join(docs))
 
 
 def check_pod_security(chk, scope, standin, policies):

@@ -23,6 +23,11 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMESPACE = "spark-jobs"
+# A namespace enforcing Pod Security "baseline" (and warning for "restricted"), as many
+# clusters label their workload namespaces.
+PSA_NAMESPACE = "spark-psa"
+PSA_LABELS = ("pod-security.kubernetes.io/enforce=baseline,"
+              "pod-security.kubernetes.io/warn=restricted")
 WEBHOOK = "spark-pods.spark-admission.dev"
 ANNOTATION = "spark-admission.dev/policies"
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -271,6 +276,7 @@ class Standin:
         self.proc = Proc(name, [args.standin, "--ready-file", ready, "--probe-reinvocation",
                                 "--dump-dir", os.path.join(workdir, f"{name}-pods"),
                                 "--namespace", f"{NAMESPACE},team=data", "--namespace", "analytics",
+                                "--namespace", f"{PSA_NAMESPACE},{PSA_LABELS}",
                                 "--webhook-config", rendered, "--ca-bundle", ca,
                                 "--endpoint", f"spark-admission.spark-admission:443=127.0.0.1:{server_port}"],
                          workdir)
@@ -342,12 +348,12 @@ def submit_cluster(args, version, standin_url, workdir, name, setup=DRIVER_DEFAU
 
 
 def submit_client(args, version, standin_url, workdir, name, executors=2,
-                  setup=EXECUTORS_PYSPARK_DEFAULT, timeout=180):
+                  setup=EXECUTORS_PYSPARK_DEFAULT, timeout=180, namespace=NAMESPACE):
     template = setup.get("template", "executor-template.yaml")
     container = setup.get("container", "spark-kubernetes-executor")
     cmd = ["spark-submit", "--master", f"k8s://{standin_url}", "--deploy-mode", "client",
            "--name", name,
-           "--conf", f"spark.kubernetes.namespace={NAMESPACE}",
+           "--conf", f"spark.kubernetes.namespace={namespace}",
            "--conf", f"spark.kubernetes.container.image=apache/spark:{version}",
            "--conf", f"spark.executor.instances={executors}",
            "--conf", "spark.executor.cores=1",
@@ -517,6 +523,7 @@ def check_spark_pod(chk, scope, pod, policies, provider, calls, memory=None):
     again = [c for c in mine if c["reinvocation"]]
     chk.check(scope, f"{tag}: reinvocation with its own output changes nothing",
               again and all(c["outcome"] == "allowed" for c in again), json.dumps([c["patch"] for c in again]))
+    check_same_verdict(chk, scope, tag, first, again)
     long_warnings = [w for c in mine for w in c["warnings"] if len(w) > 120]
     chk.check(scope, f"{tag}: warnings at most 120 chars", not long_warnings, str(long_warnings))
 
@@ -572,6 +579,207 @@ def plain_pod(name, labels):
                      "volumes": [{"name": "spark-local-dir-1", "emptyDir": {}}]}}
 
 
+def start_server(args, name, pol_dir, certs, work, procs):
+    """`spark-admission serve` on loopback with the test certificates; (process, port)."""
+    port, admin = free_port(), free_port()
+    server = Proc(name, [args.server, "serve", "--policies", pol_dir,
+                         "--cert", os.path.join(certs, "tls.crt"), "--key", os.path.join(certs, "tls.key"),
+                         "--addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
+                         "--drain-delay", "0s", "--shutdown-timeout", "2s", "--log-format", "text"], work)
+    procs.append(server)
+    wait_until(f"{name} ready", lambda: http("GET", f"http://127.0.0.1:{admin}/readyz")[0] == 200)
+    return server, port
+
+
+def check_fixtures(chk, scope, standin, policies):
+    """Every recorded Spark pod in tests/fixtures (pod templates with sidecars, submitter local
+    dirs, literal env clashing with a secret env policy...) goes through the chain: admitted (the
+    patch applies and the result validates), the right policies named, and idempotent."""
+    fixtures = os.path.join(ROOT, "tests", "fixtures")
+    for f in sorted(os.listdir(fixtures)) if os.path.isdir(fixtures) else []:
+        if not f.endswith(".json"):
+            continue
+        with open(os.path.join(fixtures, f)) as fh:
+            pod = json.load(fh)
+        ns = pod["metadata"].get("namespace") or "default"
+        code, stored = standin.create_pod(ns, pod)
+        ok = code == 201
+        detail = json.dumps(stored)[:600]
+        if ok:
+            ann = (stored["metadata"].get("annotations") or {}).get(ANNOTATION, "")
+            pols = applicable(policies, stored)
+            want = sorted(p["metadata"]["name"] for p in pols)
+            mine = [c for c in standin.get("calls") if c["name"] == pod["metadata"]["name"] and c["namespace"] == ns]
+            ok = (sorted(a for a in ann.split(",") if a) == want
+                  and [c["outcome"] for c in mine] == ["patched", "allowed"])
+            detail = f"annotation {ann!r} want {want}; calls {[(c['outcome'], c['error']) for c in mine]}"
+            check_same_verdict(chk, scope, f"fixture {f}", [c for c in mine if not c["reinvocation"]],
+                               [c for c in mine if c["reinvocation"]])
+        chk.check(scope, f"fixture {f}: admitted, valid, right policies, idempotent", ok, detail)
+
+
+def check_same_verdict(chk, scope, tag, first, again):
+    """Called again with its own output (as re-defaulted by the API server), the webhook warns
+    nothing it did not warn the first time: a new warning means it took its own work for
+    someone else's."""
+    said = {w for c in first for w in c["warnings"]}
+    new = [w for c in again for w in c["warnings"] if w not in said]
+    chk.check(scope, f"{tag}: reinvocation warns nothing new", not new, str(new))
+
+
+# ---------------------------------------------------------------- policy variants
+
+# A pod gets one placement and one set of local dirs: a run enforces one policy of each kind
+# per role, as the example files tell a user to switch them.
+EXCLUSIVE = ("placement", "localDirs")
+# Recorded pods without a template, submitter local dirs or literal env: judged like the pods
+# of a real submission (the drivers of a variant come from these).
+PLAIN_FIXTURES = ("spark-3.5-driver-python.json", "spark-3.5-driver-jvm.json", "spark-3.5-executor-python.json")
+VARIANTS = {}  # scope -> description
+PSA_VERDICTS = []  # (scope, verdict)
+
+
+def is_off(pol):
+    # PyYAML reads `mode: Off` as the boolean false (YAML 1.1).
+    return mode(pol) in ("Off", False)
+
+
+def policy_variants(policies):
+    """The shipped set, then one variant per file of switched-off policies: that file's policies
+    enforced, and every enforced policy of the same exclusive kind for the same roles switched
+    off."""
+    enforced = [p for p in policies if not is_off(p)]
+    out = [{"name": "shipped", "enforce": [], "off": []}]
+    for f in sorted({p["_file"] for p in policies if is_off(p)}):
+        group = [p for p in policies if p["_file"] == f and is_off(p)]
+        kinds = {k for p in group for k in p["spec"] if k in EXCLUSIVE}
+        roles = {r for p in group for r in p["spec"]["match"]["roles"]}
+        displaced = [p["metadata"]["name"] for p in enforced
+                     if kinds & set(p["spec"]) and roles & set(p["spec"]["match"]["roles"])]
+        out.append({"name": os.path.splitext(f)[0].replace(os.sep, "-"),
+                    "enforce": [p["metadata"]["name"] for p in group], "off": displaced})
+    return out
+
+
+def set_mode(doc_text, mode_value):
+    """A policy document with `spec.mode` set, edited as text so the rest stays as written."""
+    lines = doc_text.split("\n")
+    for i, line in enumerate(lines):
+        if re.match(r"^\s+mode:\s*\S+", line):
+            lines[i] = re.sub(r"mode:\s*\S+", f"mode: {mode_value}", line, count=1)
+            return "\n".join(lines)
+    for i, line in enumerate(lines):
+        if line.rstrip() == "spec:":
+            indent = re.match(r"^(\s*)", lines[i + 1]).group(1) if i + 1 < len(lines) else "  "
+            lines.insert(i + 1, f"{indent}mode: {mode_value}")
+            return "\n".join(lines)
+    raise ValueError("policy document without spec")
+
+
+def write_variant(src, dest, variant):
+    """A copy of the policy directory (its YAML files, subdirectories kept) with the variant's
+    modes."""
+    want = {**{n: "Enforce" for n in variant["enforce"]}, **{n: "Off" for n in variant["off"]}}
+    for dirpath, _, files in os.walk(src):
+        for f in files:
+            if not f.endswith((".yaml", ".yml")):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, f), src)
+            with open(os.path.join(src, rel)) as fh:
+                docs = re.split(r"(?m)^---\s*$", fh.read())
+            for i, doc in enumerate(docs):
+                parsed = yaml.safe_load(doc)
+                name = ((parsed or {}).get("metadata") or {}).get("name")
+                if (parsed or {}).get("kind") == "SparkPodPolicy" and name in want:
+                    docs[i] = set_mode(doc, want[name])
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            with open(os.path.join(dest, rel), "w") as fh:
+                fh.write("---".join(docs))
+
+
+def check_pod_security(chk, scope, standin, policies):
+    """What the variant's local-dirs policy does in a namespace enforcing Pod Security
+    "baseline": a recorded executor is admitted unless the policy gives it hostPath volumes,
+    which baseline forbids. Returns whether it was admitted."""
+    with open(os.path.join(ROOT, "tests", "fixtures", "spark-3.5-executor-python.json")) as fh:
+        pod = json.load(fh)
+    pod["metadata"]["namespace"] = PSA_NAMESPACE
+    ld = last_with(applicable(policies, pod), "localDirs")
+    host = bool(ld) and any("hostPath" in v for v in ld["spec"]["localDirs"]["volumes"])
+    code, stored = standin.create_pod(PSA_NAMESPACE, pod)
+    message = stored.get("message", "") if isinstance(stored, dict) else str(stored)
+    who = ld["metadata"]["name"] if ld else "no local-dirs policy"
+    if host:
+        ok = code == 403 and 'violates PodSecurity "baseline:latest": hostPath volumes' in message
+        verdict = f"{who} rejected ({message.split('is forbidden: ')[-1]})"
+    else:
+        vols = stored.get("spec", {}).get("volumes", []) if code == 201 else []
+        ok = code == 201 and not any("hostPath" in v for v in vols)
+        verdict = f"{who} admitted"
+    chk.check(scope, f"Pod Security baseline ({PSA_NAMESPACE}): {verdict}", ok, f"{code} {message}")
+    PSA_VERDICTS.append((scope, verdict))
+    return code == 201
+
+
+def run_variants(args, work, chk, certs, rendered, pol_dir):
+    """Every shipped policy enforced at least once: one run per variant (`policy_variants`),
+    each with its own server and stand-in, one Spark version and client-mode executors, the
+    drivers from recorded pods; and each variant's local dirs in the Pod Security namespace,
+    where the first admitted variant also runs its executors."""
+    # The first version listed: Spark 3.5 starts faster than 4.x, and the variants are about
+    # the policies, which each version already ran as shipped.
+    version = args.versions[0]
+    psa_submitted = False
+    for v in policy_variants(load_policies(pol_dir)):
+        scope = f"variant {v['name']}"
+        VARIANTS[scope] = (f"enforced: {', '.join(v['enforce'])}; off: {', '.join(v['off']) or '-'}"
+                           if v["enforce"] else "policies as shipped")
+        t0 = time.monotonic()
+        vdir = os.path.join(work, f"policies-{v['name']}")
+        write_variant(pol_dir, vdir, v)
+        policies = load_policies(vdir)
+        chk.check(scope, "variant's modes in force",
+                  all(not is_off(p) for p in policies if p["metadata"]["name"] in v["enforce"])
+                  and all(is_off(p) for p in policies if p["metadata"]["name"] in v["off"]), vdir)
+        procs = []
+        try:
+            _, port = start_server(args, f"server-{v['name']}", vdir, certs, work, procs)
+            standin = Standin(f"standin-{v['name']}", args, work, rendered, os.path.join(certs, "ca.crt"), port)
+            procs.append(standin.proc)
+            provider = active_provider(policies)
+            admitted = check_pod_security(chk, scope, standin, policies)
+            in_psa = admitted and not psa_submitted
+            if v["enforce"] or in_psa:
+                ns = PSA_NAMESPACE if in_psa else NAMESPACE
+                psa_submitted |= in_psa
+                name = f"e2e-{v['name']}-{version.replace('.', '')}"
+                rc, out = submit_client(args, version, standin.url, work, name, namespace=ns)
+                app = app_id_from(out)
+                chk.check(scope, f"client-mode executors admitted in {ns} (Spark {version})", rc == 0 and app,
+                          f"rc={rc}\n{out[-3000:]}")
+                pods, calls = standin.get("pods"), standin.get("calls")
+                execs = [p for p in pods if p["metadata"]["labels"].get("spark-app-selector") == app
+                         and p["metadata"]["labels"].get("spark-role") == "executor"]
+                if chk.check(scope, "two executor pods stored", len(execs) == 2, str(len(execs))) and in_psa:
+                    PSA_VERDICTS.append((scope, "a real spark-submit's executors admitted"))
+                for p in execs:
+                    check_spark_pod(chk, scope, p, policies, provider, calls,
+                                    memory=EXECUTORS_PYSPARK_DEFAULT["memory"])
+            if v["enforce"]:
+                for f in PLAIN_FIXTURES:
+                    with open(os.path.join(ROOT, "tests", "fixtures", f)) as fh:
+                        pod = json.load(fh)
+                    pod["metadata"]["name"] += f"-{v['name']}"
+                    code, stored = standin.create_pod(pod["metadata"].get("namespace") or "default", pod)
+                    if chk.check(scope, f"recorded {f} admitted", code == 201, json.dumps(stored)[:500]):
+                        check_spark_pod(chk, scope, stored, policies, provider, standin.get("calls"))
+                check_fixtures(chk, scope, standin, policies)
+        finally:
+            for p in reversed(procs):
+                p.stop()
+        TIMES[scope] = time.monotonic() - t0
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -599,8 +807,9 @@ def main():
     finally:
         for p in procs:
             p.stop()
+    scopes = list(dict.fromkeys(args.versions + ["common"] + [r[0] for r in chk.results]))
     total_ok = total_bad = 0
-    for scope in args.versions + ["common"]:
+    for scope in scopes:
         ok, bad = chk.count(scope)
         total_ok += ok
         total_bad += bad
@@ -609,6 +818,16 @@ def main():
         ok, bad = chk.count(scope)
         print(f"e2e spark {scope}: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
               f"(cluster + client mode, webhook down under Fail and Ignore) in {secs:.1f}s")
+    for scope, what in VARIANTS.items():
+        ok, bad = chk.count(scope)
+        print(f"e2e {scope}: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
+              f"({what}) in {TIMES.get(scope, 0.0):.1f}s")
+    if PSA_VERDICTS:
+        by_verdict = {}
+        for scope, verdict in PSA_VERDICTS:
+            by_verdict.setdefault(verdict, []).append(scope.removeprefix("variant "))
+        print(f"e2e Pod Security baseline ({PSA_NAMESPACE}): "
+              + "; ".join(f"{verdict} [{', '.join(scopes)}]" for verdict, scopes in by_verdict.items()))
     ok, bad = chk.count("common")
     print(f"e2e common: {'PASS' if bad == 0 and ok else 'FAIL'} - {ok} checks passed, {bad} failed "
           f"(non-Spark pod, excluded namespace, dry run, recorded fixtures, keep-alive); total {time.monotonic() - started:.1f}s; logs in {work}")
@@ -665,13 +884,7 @@ def run(args, work, chk, procs):
               provider in ("aks", "gke") and {"placement", "localDirs", "secretEnv", "memory"} <= kinds,
               f"{provider} {sorted(kinds)}")
 
-    port, admin = free_port(), free_port()
-    server = Proc("server", [args.server, "serve", "--policies", pol_dir,
-                             "--cert", os.path.join(certs, "tls.crt"), "--key", os.path.join(certs, "tls.key"),
-                             "--addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
-                             "--drain-delay", "0s", "--shutdown-timeout", "2s", "--log-format", "text"], work)
-    procs.append(server)
-    wait_until("server ready", lambda: http("GET", f"http://127.0.0.1:{admin}/readyz")[0] == 200)
+    server, port = start_server(args, "server", pol_dir, certs, work, procs)
     standin = Standin("standin-fail", args, work, base, os.path.join(certs, "ca.crt"), port)
     procs.append(standin.proc)
     cfg = standin.get("config")
@@ -759,28 +972,7 @@ def run(args, work, chk, procs):
               code == 201 and len(sc_calls) == 1 and sorted(a for a in ann.split(",") if a) == want
               and any("driver" in p["spec"]["match"]["roles"] for p in applicable(policies, stored)) and on_demand,
               f"{code} calls {len(sc_calls)} annotation {ann!r} want {want} {json.dumps(stored)[:600]}")
-    # Every recorded Spark pod in tests/fixtures (pod templates with sidecars, submitter
-    # local dirs, literal env clashing with a secret env policy...) goes through the chain:
-    # admitted (the patch applies and the result validates), the right policies named, and
-    # the patch idempotent.
-    fixtures = os.path.join(ROOT, "tests", "fixtures")
-    for f in sorted(os.listdir(fixtures)) if os.path.isdir(fixtures) else []:
-        if not f.endswith(".json"):
-            continue
-        with open(os.path.join(fixtures, f)) as fh:
-            pod = json.load(fh)
-        ns = pod["metadata"].get("namespace") or "default"
-        code, stored = standin.create_pod(ns, pod)
-        ok = code == 201
-        detail = json.dumps(stored)[:600]
-        if ok:
-            ann = (stored["metadata"].get("annotations") or {}).get(ANNOTATION, "")
-            want = sorted(p["metadata"]["name"] for p in applicable(policies, stored))
-            mine = [c for c in standin.get("calls") if c["name"] == pod["metadata"]["name"]]
-            ok = (sorted(a for a in ann.split(",") if a) == want
-                  and [c["outcome"] for c in mine] == ["patched", "allowed"])
-            detail = f"annotation {ann!r} want {want}; calls {[(c['outcome'], c['error']) for c in mine]}"
-        chk.check("common", f"fixture {f}: admitted, valid, right policies, idempotent", ok, detail)
+    check_fixtures(chk, "common", standin, policies)
     stats = standin.get("stats")
     log(f"stand-in stats: {stats}")
     chk.check("common", "webhook connections kept alive and reused",
@@ -818,6 +1010,8 @@ def run(args, work, chk, procs):
               if c["name"].startswith(name + "-ignore") and not c["reinvocation"]]
         chk.check(v, "webhook down + Ignore: the call failed open", oc == ["failed-open"], str(oc))
         TIMES[v] += time.monotonic() - t0
+
+    run_variants(args, work, chk, certs, base, pol_dir)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-//! What the API server does to a Pod before mutating webhooks see it: scheme defaulting
-//! (`pkg/apis/core/v1/defaults.go`) and the in-tree mutating admission plugins that touch a
-//! plain Pod (ServiceAccount, DefaultTolerationSeconds, Priority).
+//! Scheme defaulting of a v1 Pod (`pkg/apis/core/v1/defaults.go`, applied in the order of the
+//! generated `zz_generated.defaults.go`), on the typed JSON of the `typed` module. The API server
+//! applies it when it decodes the create body and again to every webhook-patched object
+//! (`o.GetObjectDefaulter().Default(...)` in `dispatcher.go`): a field a webhook removes comes
+//! back, and what a webhook adds gets its defaults (`volumeMode: Filesystem` in an ephemeral
+//! volume's claim template, `defaultMode: 420`, `emptyDir: {}` for a volume without a source).
 
 use serde_json::{json, Map, Value};
 
-/// Mount path of the service account token volume (ServiceAccount admission plugin).
-pub const SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+use crate::quantity::Quantity;
+use crate::typed::VOLUME_SOURCES;
 
 /// Alphabet of `k8s.io/apimachinery/pkg/util/rand.String` (no vowels, no confusable digits).
 const RAND_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -20,114 +23,157 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-/// Scheme defaulting alone, as the API server re-applies it to a webhook-patched object.
-pub fn scheme_defaults_only(pod: &mut Value) {
-    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
-        scheme_defaults(spec);
-    }
-}
-
-/// Applies defaulting and the in-tree admission plugins, in the API server's order.
-/// `token_suffix` names the projected token volume (`kube-api-access-<suffix>`).
-pub fn default_pod(pod: &mut Value, namespace: &str, token_suffix: &str) {
-    let Some(obj) = pod.as_object_mut() else {
-        return;
-    };
-    let meta = obj
-        .entry("metadata")
-        .or_insert_with(|| json!({}))
-        .as_object_mut();
-    if let Some(meta) = meta {
-        meta.insert("namespace".into(), json!(namespace));
-    }
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    scheme_defaults(spec);
-    service_account_plugin(spec, token_suffix);
-    default_toleration_seconds(spec);
-    priority_plugin(spec);
-}
-
-fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.to_string(), value);
     }
 }
 
-fn scheme_defaults(spec: &mut Map<String, Value>) {
-    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-    set_default(spec, "restartPolicy", json!("Always"));
-    set_default(spec, "terminationGracePeriodSeconds", json!(30));
-    set_default(spec, "securityContext", json!({}));
-    set_default(spec, "schedulerName", json!("default-scheduler"));
-    set_default(spec, "enableServiceLinks", json!(true));
-    for list in ["initContainers", "containers"] {
-        for c in containers_mut(spec, list) {
-            container_defaults(c);
-        }
-    }
-    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
-        for v in vols.iter_mut().filter_map(Value::as_object_mut) {
-            volume_defaults(v);
-        }
-    }
-}
-
-fn containers_mut<'a>(
-    spec: &'a mut Map<String, Value>,
+/// The objects of the list `map[list]`, mutably.
+pub(crate) fn objects_mut<'a>(
+    map: &'a mut Map<String, Value>,
     list: &str,
 ) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    spec.get_mut(list)
+    map.get_mut(list)
         .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
         .filter_map(Value::as_object_mut)
 }
 
-fn container_defaults(c: &mut Map<String, Value>) {
-    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
-    set_default(c, "terminationMessagePolicy", json!("File"));
-    let policy = c
-        .get("image")
-        .and_then(Value::as_str)
-        .map(default_pull_policy)
-        .unwrap_or("IfNotPresent");
-    set_default(c, "imagePullPolicy", json!(policy));
-    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-            set_default(p, "protocol", json!("TCP"));
+fn object_mut<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    map.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// Applies the v1 defaults to a typed Pod.
+pub fn pod(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    // SetDefaults_Pod
+    for list in ["containers", "initContainers"] {
+        for c in objects_mut(spec, list) {
+            requests_from_limits(c);
         }
     }
-    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
-        for e in env.iter_mut() {
-            if let Some(field_ref) = e
-                .pointer_mut("/valueFrom/fieldRef")
-                .and_then(Value::as_object_mut)
-            {
-                set_default(field_ref, "apiVersion", json!("v1"));
-            }
-        }
-    }
-    // SetDefaults_Pod: a limit without a request makes the request equal to the limit.
-    if let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) {
-        if let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() {
-            let requests = res
-                .entry("requests")
-                .or_insert_with(|| json!({}))
-                .as_object_mut();
-            if let Some(requests) = requests {
-                for (k, v) in limits {
-                    requests.entry(k).or_insert(v);
+    set_default(spec, "enableServiceLinks", json!(true));
+    if spec.get("hostNetwork") == Some(&json!(true)) {
+        for list in ["containers", "initContainers"] {
+            for c in objects_mut(spec, list) {
+                for p in objects_mut(c, "ports") {
+                    if p.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+                        let port = p.get("containerPort").cloned().unwrap_or(json!(0));
+                        p.insert("hostPort".into(), port);
+                    }
                 }
             }
         }
     }
+    // SetDefaults_PodSpec
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    for v in objects_mut(spec, "volumes") {
+        volume(v);
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in objects_mut(spec, list) {
+            container(c);
+        }
+    }
+    round_resource_list(object_mut(spec, "overhead"));
+    if let Some(res) = object_mut(spec, "resources") {
+        round_resource_list(object_mut(res, "limits"));
+        round_resource_list(object_mut(res, "requests"));
+    }
 }
 
-/// `Always` for `:latest` or an untagged image, else `IfNotPresent` (digests included).
+/// SetDefaults_Pod: a limit without a request makes the request equal to the limit.
+fn requests_from_limits(c: &mut Map<String, Value>) {
+    let Some(res) = object_mut(c, "resources") else {
+        return;
+    };
+    let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    if let Some(requests) = res
+        .entry("requests")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        for (k, v) in limits {
+            requests.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// SetDefaults_ResourceList: every value rounded up to milli-units.
+fn round_resource_list(list: Option<&mut Map<String, Value>>) {
+    for v in list.into_iter().flat_map(|m| m.values_mut()) {
+        if let Some(mut q) = v.as_str().and_then(|s| Quantity::parse(s).ok()) {
+            q.round_up(-3);
+            *v = Value::from(q.serialize());
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    // SetDefaults_Container
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    set_default(c, "imagePullPolicy", json!(default_pull_policy(image)));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    for p in objects_mut(c, "ports") {
+        set_default(p, "protocol", json!("TCP"));
+    }
+    for e in objects_mut(c, "env") {
+        if let Some(field_ref) = object_mut(e, "valueFrom").and_then(|v| object_mut(v, "fieldRef"))
+        {
+            set_default(field_ref, "apiVersion", json!("v1"));
+        }
+    }
+    if let Some(res) = object_mut(c, "resources") {
+        round_resource_list(object_mut(res, "limits"));
+        round_resource_list(object_mut(res, "requests"));
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = object_mut(c, probe) {
+            for (k, d) in [
+                ("timeoutSeconds", 1),
+                ("periodSeconds", 10),
+                ("successThreshold", 1),
+                ("failureThreshold", 3),
+            ] {
+                if p.get(k).and_then(Value::as_i64).unwrap_or(0) == 0 {
+                    p.insert(k.into(), json!(d));
+                }
+            }
+            http_get(object_mut(p, "httpGet"));
+        }
+    }
+    if let Some(l) = object_mut(c, "lifecycle") {
+        for h in ["postStart", "preStop"] {
+            http_get(object_mut(l, h).and_then(|h| object_mut(h, "httpGet")));
+        }
+    }
+}
+
+fn http_get(a: Option<&mut Map<String, Value>>) {
+    if let Some(a) = a {
+        set_default(a, "path", json!("/"));
+        set_default(a, "scheme", json!("HTTP"));
+    }
+}
+
+/// `Always` for `:latest` or an untagged image, else `IfNotPresent` (digests and names that
+/// do not parse included).
 fn default_pull_policy(image: &str) -> &'static str {
-    if image.contains('@') {
+    if image.is_empty() || image.contains('@') {
         return "IfNotPresent";
     }
     let last_segment = image.rsplit('/').next().unwrap_or(image);
@@ -137,188 +183,144 @@ fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-fn volume_defaults(v: &mut Map<String, Value>) {
-    for kind in ["secret", "configMap", "projected", "downwardAPI"] {
-        if let Some(src) = v.get_mut(kind).and_then(Value::as_object_mut) {
+fn volume(v: &mut Map<String, Value>) {
+    // SetDefaults_Volume: no source at all is an emptyDir.
+    if !VOLUME_SOURCES.iter().any(|s| v.contains_key(*s)) {
+        v.insert("emptyDir".into(), json!({}));
+    }
+    if let Some(hp) = object_mut(v, "hostPath") {
+        set_default(hp, "type", json!(""));
+    }
+    for kind in ["secret", "configMap", "downwardAPI", "projected"] {
+        if let Some(src) = object_mut(v, kind) {
             set_default(src, "defaultMode", json!(420));
         }
     }
-    if let Some(hp) = v.get_mut("hostPath").and_then(Value::as_object_mut) {
-        set_default(hp, "type", json!(""));
+    if let Some(d) = object_mut(v, "downwardAPI") {
+        field_refs(d);
     }
-}
-
-/// ServiceAccount admission plugin: default the account, then mount its token (a projected
-/// volume with token, cluster CA and namespace) into every container and init container,
-/// unless automounting is off or the container already mounts something at the path.
-fn service_account_plugin(spec: &mut Map<String, Value>, token_suffix: &str) {
-    set_default(spec, "serviceAccountName", json!("default"));
-    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
-        return;
-    }
-    let already_mounted = |spec: &Map<String, Value>| {
-        ["initContainers", "containers"].iter().all(|list| {
-            spec.get(*list)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .all(|c| mounts_at(c, SA_MOUNT_PATH))
-        })
-    };
-    if already_mounted(spec) {
-        return;
-    }
-    let name = format!("kube-api-access-{token_suffix}");
-    let volume = json!({
-        "name": name,
-        "projected": {
-            "defaultMode": 420,
-            "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
-            ]
+    if let Some(p) = object_mut(v, "projected") {
+        for s in objects_mut(p, "sources") {
+            if let Some(t) = object_mut(s, "serviceAccountToken") {
+                set_default(t, "expirationSeconds", json!(3600));
+            }
+            if let Some(d) = object_mut(s, "downwardAPI") {
+                field_refs(d);
+            }
         }
-    });
-    if let Some(vols) = spec
-        .entry("volumes")
-        .or_insert_with(|| json!([]))
-        .as_array_mut()
+    }
+    if let Some(spec) = object_mut(v, "ephemeral")
+        .and_then(|e| object_mut(e, "volumeClaimTemplate"))
+        .and_then(|t| object_mut(t, "spec"))
     {
-        vols.push(volume);
-    }
-    let mount = json!({"name": name, "readOnly": true, "mountPath": SA_MOUNT_PATH});
-    for list in ["initContainers", "containers"] {
-        for c in containers_mut(spec, list) {
-            if mounts_at(&Value::Object(c.clone()), SA_MOUNT_PATH) {
-                continue;
-            }
-            if let Some(mounts) = c
-                .entry("volumeMounts")
-                .or_insert_with(|| json!([]))
-                .as_array_mut()
-            {
-                mounts.push(mount.clone());
-            }
+        // SetDefaults_PersistentVolumeClaimSpec
+        set_default(spec, "volumeMode", json!("Filesystem"));
+        if let Some(res) = object_mut(spec, "resources") {
+            round_resource_list(object_mut(res, "limits"));
+            round_resource_list(object_mut(res, "requests"));
         }
     }
+    // The in-tree sources kept as sent still get their defaults.
+    if let Some(s) = object_mut(v, "iscsi") {
+        set_default(s, "iscsiInterface", json!("default"));
+    }
+    if let Some(s) = object_mut(v, "rbd") {
+        set_default(s, "pool", json!("rbd"));
+        set_default(s, "user", json!("admin"));
+        set_default(s, "keyring", json!("/etc/ceph/keyring"));
+    }
+    if let Some(s) = object_mut(v, "azureDisk") {
+        set_default(s, "cachingMode", json!("ReadWrite"));
+        set_default(s, "kind", json!("Shared"));
+        set_default(s, "fsType", json!("ext4"));
+        set_default(s, "readOnly", json!(false));
+    }
+    if let Some(s) = object_mut(v, "scaleIO") {
+        set_default(s, "storageMode", json!("ThinProvisioned"));
+        set_default(s, "fsType", json!("xfs"));
+    }
 }
 
-fn mounts_at(container: &Value, path: &str) -> bool {
-    container
-        .get("volumeMounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|m| m.get("mountPath").and_then(Value::as_str) == Some(path))
-}
-
-/// DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300 s unless the pod
-/// already tolerates them (or tolerates every NoExecute taint).
-fn default_toleration_seconds(spec: &mut Map<String, Value>) {
-    let tolerations = spec
-        .entry("tolerations")
-        .or_insert_with(|| json!([]))
-        .as_array_mut();
-    let Some(tolerations) = tolerations else {
-        return;
-    };
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let tolerated = tolerations.iter().any(|t| {
-            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
-            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            (effect.is_empty() || effect == "NoExecute")
-                && (t_key == key || (t_key.is_empty() && op == "Exists"))
-        });
-        if !tolerated {
-            tolerations.push(json!({
-                "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
-            }));
+fn field_refs(d: &mut Map<String, Value>) {
+    for item in objects_mut(d, "items") {
+        if let Some(f) = object_mut(item, "fieldRef") {
+            set_default(f, "apiVersion", json!("v1"));
         }
     }
-}
-
-/// Priority plugin with no global default PriorityClass: priority 0.
-fn priority_plugin(spec: &mut Map<String, Value>) {
-    if spec.get("priorityClassName").is_none() {
-        set_default(spec, "priority", json!(0));
-    }
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pod() -> Value {
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "labels": {"spark-role": "driver"}},
+    fn typed(v: Value) -> Value {
+        crate::typed::pod(&v).unwrap().value
+    }
+
+    #[test]
+    fn scheme_defaults_of_a_spark_pod() {
+        let mut p = typed(json!({
+            "metadata": {"name": "p"},
             "spec": {
                 "initContainers": [{"name": "init", "image": "busybox"}],
                 "containers": [
                     {"name": "spark-kubernetes-driver", "image": "apache/spark:3.5.7",
-                     "resources": {"limits": {"memory": "1Gi"}},
+                     "resources": {"limits": {"memory": "1Gi", "cpu": "0.0001"}},
                      "env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                     "ports": [{"containerPort": 7078}]},
+                     "ports": [{"containerPort": 7078}],
+                     "readinessProbe": {"httpGet": {"port": 4040}}},
                     {"name": "sidecar", "image": "repo/x@sha256:abc"}
                 ],
-                "volumes": [{"name": "cfg", "configMap": {"name": "c"}}]
+                "volumes": [
+                    {"name": "cfg", "configMap": {"name": "c"}},
+                    {"name": "bare"},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "200Gi"}}}}}},
+                    {"name": "nvme", "hostPath": {"path": "/mnt/nvme0"}}
+                ]
             }
-        })
-    }
-
-    #[test]
-    fn api_server_defaults_and_plugins() {
-        let mut p = pod();
-        default_pod(&mut p, "spark-jobs", "abcde");
+        }));
+        pod(&mut p);
         let s = &p["spec"];
-        assert_eq!(p["metadata"]["namespace"], "spark-jobs");
         assert_eq!(s["dnsPolicy"], "ClusterFirst");
+        assert_eq!(s["restartPolicy"], "Always");
+        assert_eq!(s["securityContext"], json!({}));
         assert_eq!(s["schedulerName"], "default-scheduler");
         assert_eq!(s["enableServiceLinks"], true);
-        assert_eq!(s["serviceAccountName"], "default");
-        assert_eq!(s["priority"], 0);
+        assert_eq!(s["terminationGracePeriodSeconds"], 30);
         let c0 = &s["containers"][0];
         assert_eq!(c0["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c0["terminationMessagePolicy"], "File");
         assert_eq!(c0["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c0["resources"]["requests"]["memory"], "1Gi");
+        assert_eq!(
+            c0["resources"]["limits"]["cpu"], "1m",
+            "rounded up to milli"
+        );
+        assert_eq!(c0["resources"]["requests"]["cpu"], "1m");
         assert_eq!(c0["ports"][0]["protocol"], "TCP");
         assert_eq!(c0["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(c0["readinessProbe"]["periodSeconds"], 10);
+        assert_eq!(c0["readinessProbe"]["httpGet"]["scheme"], "HTTP");
         assert_eq!(s["initContainers"][0]["imagePullPolicy"], "Always");
         assert_eq!(s["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(s["volumes"][0]["configMap"]["defaultMode"], 420);
-        assert_eq!(s["volumes"][1]["name"], "kube-api-access-abcde");
-        for c in s["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(s["initContainers"].as_array().unwrap())
-        {
-            assert!(mounts_at(c, SA_MOUNT_PATH), "{c}");
-        }
-        let tol = s["tolerations"].as_array().unwrap();
-        assert_eq!(tol.len(), 2);
-        assert!(tol
-            .iter()
-            .all(|t| t["effect"] == "NoExecute" && t["tolerationSeconds"] == 300));
-    }
-
-    #[test]
-    fn respects_opt_outs_and_existing_values() {
-        let mut p = pod();
-        p["spec"]["automountServiceAccountToken"] = json!(false);
-        p["spec"]["dnsPolicy"] = json!("Default");
-        p["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
-        default_pod(&mut p, "ns", "abcde");
-        assert_eq!(p["spec"]["dnsPolicy"], "Default");
-        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
-        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            s["volumes"][1]["emptyDir"],
+            json!({}),
+            "no source: emptyDir"
+        );
+        assert_eq!(
+            s["volumes"][2]["ephemeral"]["volumeClaimTemplate"]["spec"]["volumeMode"],
+            "Filesystem"
+        );
+        assert_eq!(s["volumes"][3]["hostPath"]["type"], "");
+        // Defaulting is idempotent and keeps the typed shape.
+        let again = {
+            let mut q = typed(p.clone());
+            pod(&mut q);
+            q
+        };
+        assert_eq!(again, p);
     }
 
     #[test]
@@ -329,6 +331,7 @@ mod tests {
             ("registry:5000/spark", "Always"),
             ("registry:5000/spark:3.5", "IfNotPresent"),
             ("spark@sha256:00", "IfNotPresent"),
+            ("", "IfNotPresent"),
         ] {
             assert_eq!(default_pull_policy(image), want, "{image}");
         }

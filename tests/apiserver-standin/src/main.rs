@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use apiserver_standin::admission::UserInfo;
 use apiserver_standin::client::WebhookClient;
+use apiserver_standin::plugins::PriorityClass;
 use apiserver_standin::server::{router, AppState};
 use apiserver_standin::webhook_config::{self, Overrides};
 use clap::Parser;
@@ -37,9 +38,14 @@ struct Args {
     /// kube-public, kube-node-lease, spark-admission.
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
-    /// Call each IfNeeded webhook once more with the final object (idempotence probe).
+    /// Call each IfNeeded webhook whose last call was in the first round once more with the
+    /// final object (idempotence probe), as a later webhook's change would.
     #[arg(long)]
     probe_reinvocation: bool,
+    /// A PriorityClass `NAME=VALUE[,globalDefault][,preemptionPolicy=Never]` (repeatable);
+    /// system-node-critical and system-cluster-critical always exist.
+    #[arg(long = "priority-class")]
+    priority_classes: Vec<String>,
     /// Write each stored pod to DIR/<namespace>__<name>.json.
     #[arg(long)]
     dump_dir: Option<PathBuf>,
@@ -124,6 +130,16 @@ async fn main() -> Result<()> {
         hooks,
         client: WebhookClient::default(),
         probe_reinvocation: args.probe_reinvocation,
+        priority_classes: {
+            let mut classes = PriorityClass::system();
+            for spec in &args.priority_classes {
+                classes.push(
+                    PriorityClass::parse(spec)
+                        .map_err(|e| anyhow::anyhow!("--priority-class {e}"))?,
+                );
+            }
+            classes
+        },
         namespaces: namespaces(&args.namespaces)?,
         user: UserInfo {
             username: args.user.clone(),

@@ -16,11 +16,12 @@ use tokio::sync::broadcast;
 
 use crate::admission::{Chain, PodCreate, UserInfo};
 use crate::client::WebhookClient;
-use crate::defaulting;
+use crate::plugins::{self, PriorityClass};
 use crate::selector::{labels_of, Selector};
 use crate::status::{self, ApiError};
 use crate::store::{self, Collection, Store};
 use crate::webhook_config::Webhook;
+use crate::{defaulting, typed};
 
 /// A change, fanned out to open watches.
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct AppState {
     pub hooks: Vec<Webhook>,
     pub client: WebhookClient,
     pub probe_reinvocation: bool,
+    /// PriorityClasses the Priority plugin resolves (the system ones included).
+    pub priority_classes: Vec<PriorityClass>,
     /// Namespaces that exist, with their labels (incl. `kubernetes.io/metadata.name`).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub user: UserInfo,
@@ -289,8 +292,9 @@ fn parse_object(body: &Bytes, kind: &str, ns: &str) -> Result<Value, ApiError> {
 fn created(obj: &Value, warnings: &[String]) -> Response {
     let mut resp = json_response(StatusCode::CREATED, obj);
     for w in warnings {
-        // RFC 7234 warn-code 299 with a quoted text, as the API server sends them.
-        let v = format!("299 - \"{}\"", w.replace('"', "'"));
+        // RFC 7234 warn-code 299 with a quoted text (`net.NewWarningHeader`: `\` and `"`
+        // escaped), as the API server sends them.
+        let v = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
         if let Ok(v) = HeaderValue::from_str(&v) {
             resp.headers_mut().append(header::WARNING, v);
         }
@@ -302,38 +306,67 @@ fn is_dry_run(params: &BTreeMap<String, String>) -> bool {
     params.get("dryRun").is_some_and(|v| v == "All")
 }
 
-/// POST pods: defaulting → admission → name generation and system fields → storage.
+/// POST pods, as the create handler and the pod registry do it: decode into the Pod type
+/// (unknown fields dropped and reported per `?fieldValidation=`, Warn by default), default,
+/// admit (`admission`), then store what the typed object encodes to.
 async fn create_pod(
     state: &AppState,
     ns: &str,
     body: &Bytes,
     params: &BTreeMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let mut pod = parse_object(body, "Pod", ns)?;
-    let display_name = pod["metadata"]["name"]
-        .as_str()
-        .or(pod["metadata"]["generateName"].as_str())
-        .unwrap_or("")
-        .to_string();
-    if display_name.is_empty() {
-        return Err(status::invalid(
-            "Pod",
-            "",
-            &[crate::validation::FieldError {
-                field: "metadata.name".into(),
-                reason: "FieldValueRequired",
-                message: "Required value: name or generateName is required".into(),
-            }],
-        ));
+    let raw = parse_object(body, "Pod", ns)?;
+    let decoded = typed::pod(&raw).map_err(|e| {
+        status::bad_request(format!(
+            "Pod in version \"v1\" cannot be handled as a Pod: {}",
+            e.0
+        ))
+    })?;
+    let mut warnings: Vec<String> = Vec::new();
+    match params.get("fieldValidation").map(String::as_str) {
+        Some("Strict") if !decoded.unknown.is_empty() => {
+            let list: Vec<String> = decoded
+                .unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            return Err(status::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )));
+        }
+        Some("Ignore") => {}
+        _ => warnings.extend(
+            decoded
+                .unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}")),
+        ),
     }
+    let mut pod = decoded.value;
+    defaulting::pod(&mut pod);
+    typed::to_internal(&mut pod);
+    pod["metadata"]["namespace"] = json!(ns);
+    let display_name = plugins::display_name(&pod);
     let dry_run = is_dry_run(params);
-    defaulting::default_pod(&mut pod, ns, &defaulting::random_suffix());
     let chain = Chain {
         hooks: &state.hooks,
         client: &state.client,
+        priority_classes: &state.priority_classes,
         probe_reinvocation: state.probe_reinvocation,
     };
     let ns_labels = state.namespaces.get(ns).cloned().unwrap_or_default();
+    let limit_ranges: Vec<Value> = {
+        let st = state
+            .store
+            .lock()
+            .map_err(|_| status::internal_error("store lock poisoned".into()))?;
+        let coll: Collection = ("api/v1".into(), ns.into(), "limitranges".into());
+        st.objects
+            .get(&coll)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    };
     let mut records = Vec::new();
     let outcome = chain
         .admit(
@@ -343,6 +376,7 @@ async fn create_pod(
                 namespace_labels: &ns_labels,
                 user: &state.user,
                 dry_run,
+                limit_ranges: &limit_ranges,
             },
             &mut records,
         )
@@ -361,11 +395,8 @@ async fn create_pod(
             return Err(e);
         }
     };
+    warnings.extend(admitted.warnings);
     let mut pod = admitted.pod;
-    if pod["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-        let name = format!("{display_name}{}", defaulting::random_suffix());
-        pod["metadata"]["name"] = json!(name);
-    }
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let collection: Collection = ("api/v1".into(), ns.into(), "pods".into());
     if st
@@ -377,8 +408,12 @@ async fn create_pod(
     }
     st.stamp_new(&mut pod);
     pod["status"] = store::initial_pod_status(&pod);
+    typed::to_versioned(&mut pod);
+    let pod = typed::pod(&pod)
+        .map_err(|e| status::internal_error(e.0))?
+        .value;
     if dry_run {
-        return Ok(created(&pod, &admitted.warnings));
+        return Ok(created(&pod, &warnings));
     }
     st.objects
         .entry(collection.clone())
@@ -397,7 +432,7 @@ async fn create_pod(
         kind: "ADDED",
         object: pod.clone(),
     });
-    Ok(created(&pod, &admitted.warnings))
+    Ok(created(&pod, &warnings))
 }
 
 fn create(
@@ -546,12 +581,9 @@ async fn patch(
             merged
         }
         ("application/json-patch+json", Some(old)) => {
-            let p: json_patch::Patch = serde_json::from_slice(body)
+            let p = crate::jsonpatch::Patch::decode(body)
                 .map_err(|e| status::bad_request(format!("error decoding patch: {e}")))?;
-            let mut patched = old.clone();
-            json_patch::patch(&mut patched, &p)
-                .map_err(|e| status::internal_error(e.to_string()))?;
-            patched
+            p.apply(&old).map_err(status::internal_error)?
         }
         (_, None) => return Err(status::not_found(&coll.2, name)),
         (other, _) => {

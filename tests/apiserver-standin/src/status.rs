@@ -51,6 +51,16 @@ pub fn already_exists(resource: &str, name: &str) -> ApiError {
     )
 }
 
+/// `apierrors.NewForbidden`, as `admission.NewForbidden` words an admission plugin's refusal.
+pub fn forbidden(resource: &str, name: &str, reason: &str) -> ApiError {
+    status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("{resource} \"{name}\" is forbidden: {reason}"),
+        json!({"name": name, "kind": resource}),
+    )
+}
+
 pub fn bad_request(message: String) -> ApiError {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, Value::Null)
 }

@@ -50,6 +50,7 @@ pub fn kind_of(prefix: &str, resource: &str) -> Option<&'static str> {
         ("api/v1", "persistentvolumeclaims") => "PersistentVolumeClaim",
         ("api/v1", "secrets") => "Secret",
         ("api/v1", "serviceaccounts") => "ServiceAccount",
+        ("api/v1", "limitranges") => "LimitRange",
         ("apis/networking.k8s.io/v1", "networkpolicies") => "NetworkPolicy",
         _ => return None,
     })

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use apiserver_standin::admission::UserInfo;
 use apiserver_standin::client::WebhookClient;
+use apiserver_standin::plugins::PriorityClass;
 use apiserver_standin::server::{router, AppState};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -18,7 +19,7 @@ async fn start() -> String {
 }
 
 async fn start_recording(record_raw: Option<std::path::PathBuf>) -> String {
-    let namespaces = ["default", "spark-jobs"]
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = ["default", "spark-jobs"]
         .iter()
         .map(|n| {
             (
@@ -27,11 +28,25 @@ async fn start_recording(record_raw: Option<std::path::PathBuf>) -> String {
             )
         })
         .collect();
+    namespaces.insert(
+        "secure".into(),
+        BTreeMap::from([
+            (
+                "kubernetes.io/metadata.name".to_string(),
+                "secure".to_string(),
+            ),
+            (
+                "pod-security.kubernetes.io/enforce".to_string(),
+                "baseline".to_string(),
+            ),
+        ]),
+    );
     let (events, _) = tokio::sync::broadcast::channel(64);
     let state = Arc::new(AppState {
         hooks: vec![],
         client: WebhookClient::default(),
         probe_reinvocation: false,
+        priority_classes: PriorityClass::system(),
         namespaces,
         user: UserInfo {
             username: "t".into(),
@@ -328,4 +343,88 @@ async fn record_raw_keeps_each_posted_body_as_sent_before_defaulting() {
     let raw = std::fs::read(dir.join(&files[1])).unwrap();
     assert_eq!(raw, pvc.to_string().into_bytes());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The create handler: decoded into the Pod type (wrong types: 400; unknown fields dropped with
+/// a warning, or 400 under `fieldValidation=Strict`), a name required only after admission,
+/// LimitRange defaults from the namespace's LimitRanges, Pod Security per namespace label.
+#[tokio::test]
+async fn pod_create_decodes_defaults_and_judges_as_the_api_server_does() {
+    let addr = start().await;
+    let ct = "application/json";
+    let pods = "/api/v1/namespaces/spark-jobs/pods";
+
+    let mut unknown = executor("u1", "spark-1");
+    unknown["spec"]["frobnicate"] = json!(1);
+    let (code, st) = call(
+        &addr,
+        "POST",
+        &format!("{pods}?fieldValidation=Strict"),
+        ct,
+        Some(unknown.clone()),
+    )
+    .await;
+    assert_eq!(
+        (code, st["message"].as_str()),
+        (
+            400,
+            Some("strict decoding error: unknown field \"spec.frobnicate\"")
+        )
+    );
+    let (code, stored) = call(&addr, "POST", pods, ct, Some(unknown)).await;
+    assert_eq!(code, 201);
+    assert!(stored["spec"].get("frobnicate").is_none());
+    assert_eq!(stored["spec"]["serviceAccount"], "default");
+
+    let mut wrong = executor("w1", "spark-1");
+    wrong["spec"]["containers"][0]["image"] = json!(7);
+    let (code, st) = call(&addr, "POST", pods, ct, Some(wrong)).await;
+    assert_eq!(code, 400);
+    assert_eq!(st["message"], "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal number into Go struct field Container.spec.containers.image of type string");
+
+    let mut nameless = executor("x", "spark-1");
+    nameless["metadata"].as_object_mut().unwrap().remove("name");
+    let (code, st) = call(&addr, "POST", pods, ct, Some(nameless)).await;
+    assert_eq!((code, st["message"].as_str()), (422, Some("Pod \"\" is invalid: metadata.name: Required value: name or generateName is required")));
+
+    let lr = json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
+                    "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "500m"}, "default": {"cpu": "1"}}]}});
+    let (code, _) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/spark-jobs/limitranges",
+        ct,
+        Some(lr),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, stored) = call(&addr, "POST", pods, ct, Some(executor("l1", "spark-1"))).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        stored["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "1"}, "requests": {"cpu": "500m"}})
+    );
+    assert_eq!(stored["metadata"]["annotations"]["kubernetes.io/limit-ranger"], "LimitRanger plugin set: cpu request for container spark-kubernetes-executor; cpu limit for container spark-kubernetes-executor");
+
+    let mut host = executor("h1", "spark-1");
+    host["spec"]["volumes"] = json!([{"name": "nvme", "hostPath": {"path": "/mnt/nvme0"}}]);
+    let (code, st) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/secure/pods",
+        ct,
+        Some(host),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(st["message"], "pods \"h1\" is forbidden: violates PodSecurity \"baseline:latest\": hostPath volumes (volume \"nvme\")");
+    let (code, _) = call(
+        &addr,
+        "POST",
+        "/api/v1/namespaces/secure/pods",
+        ct,
+        Some(executor("h2", "spark-1")),
+    )
+    .await;
+    assert_eq!(code, 201);
 }

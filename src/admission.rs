@@ -309,7 +309,11 @@ struct Request<'a> {
 /// Read the envelope: in one pass when it is well formed, else the slow way, which names
 /// what is wrong.
 fn parse(body: &[u8]) -> Result<Request<'_>, Rejection> {
-    if let Ok(review) = serde_json::from_slice::<ReviewFast>(body) {
+    // UTF-8 checked once for the whole body, not string by string as `from_slice` does.
+    let fast = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<ReviewFast>(text).ok());
+    if let Some(review) = fast {
         check_envelope(review.api_version, review.kind)?;
         let request = review.request.ok_or(EnvelopeError::NoRequest)?.0;
         return request_from(request);

@@ -6,13 +6,16 @@
 //!   other labels) — their cost should stay near zero,
 //! - a non-Spark pod (must be near-free: it only reads one label),
 //! - a second pass over an already mutated pod (reinvocation),
-//! - loading the shipped policy directory.
+//! - loading the shipped policy directory,
+//! - the server's whole path for the executor's AdmissionReview (`admission::review`: parse,
+//!   decide, patch, answer) next to parsing the same bytes into a `serde_json::Value`, the
+//!   least any webhook does.
 
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
-use spark_admission::{evaluate, PolicySet, Verdict};
+use spark_admission::{admission, evaluate, PolicySet, Verdict};
 
 // The same allocator as the binary.
 #[global_allocator]
@@ -137,6 +140,25 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("second pass (already mutated)", |b| {
         b.iter(|| evaluate(&shipped, &mutated, None).unwrap())
+    });
+    g.finish();
+    let review = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "namespace": "spark",
+            "userInfo": {"username": "system:serviceaccount:spark:spark"},
+            "object": executor, "dryRun": false,
+        },
+    }))
+    .unwrap();
+    let mut g = c.benchmark_group("executor AdmissionReview");
+    g.bench_function("parse into serde_json::Value", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(&review).unwrap())
+    });
+    g.bench_function("admission::review (parse, decide, patch, answer)", |b| {
+        b.iter(|| admission::review(&shipped, &review))
     });
     g.finish();
     c.bench_function("load policies/ directory", |b| {

@@ -9,7 +9,7 @@
 # 3. Runs it: the unpacked root filesystem becomes, in a private mount namespace, a read-only
 #    overlay with the TLS Secret and the policies bind-mounted read-only where the Deployment
 #    mounts them; the binary runs there with chroot as uid/gid 65532, an empty environment
-#    (plus the Deployment's TOKIO_WORKER_THREADS) and no /proc, /dev or libc: `--version`
+#    and no /proc, /dev or libc: `--version`
 #    must match the labels, `check` must accept the shipped policies, and `serve` must become
 #    ready on its admin port, answer one AdmissionReview (examples/admission-review.json)
 #    over verified TLS with a patch, expose spark_admission_build_info and exit cleanly on
@@ -42,7 +42,7 @@ if [ "${1:-}" = --in-namespace ]; then
 
   # A plain command, not a function: run in the background, its pid ($!) is the server's
   # (env and chroot exec).
-  in_image=(env -i TOKIO_WORKER_THREADS=2
+  in_image=(env -i
     "$(command -v chroot)" --userspec="$uid:$uid" --groups="$uid" "$merged" /spark-admission)
 
   got="$("${in_image[@]}" --version)"

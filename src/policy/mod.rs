@@ -1,11 +1,13 @@
 //! Policies: the typed model ([`model`]), validation ([`validate`]), loading from a
 //! directory of YAML files ([`load`]) and the per-set index of candidates ([`index`]).
 
+pub mod document;
 pub mod index;
 pub mod load;
 pub mod model;
 pub mod names;
 pub mod validate;
+pub mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

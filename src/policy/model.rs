@@ -82,6 +82,9 @@ pub struct MatchSpec {
     #[serde(default)]
     pub exclude_namespaces: Vec<NamespacePattern>,
     pub pod_selector: Option<LabelSelector>,
+    /// Kubernetes label-selector semantics on the labels of the pod's namespace (the server
+    /// reads them from the API; offline, `--namespace-label` or the test case gives them).
+    pub namespace_selector: Option<LabelSelector>,
 }
 
 /// Kubernetes label-selector semantics: every `matchLabels` entry and every expression must hold.

@@ -83,6 +83,7 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     names: Vec<String>,
     index: index::Index,
+    selects_namespaces: bool,
 }
 
 impl PolicySet {
@@ -100,11 +101,32 @@ impl PolicySet {
         policies.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         let names = policies.iter().map(|p| p.name.clone()).collect();
         let index = index::Index::build(&policies);
+        let selects_namespaces = policies
+            .iter()
+            .any(|p| p.mode != Mode::Off && p.matcher.namespace_selector.is_some());
         PolicySet {
             policies,
             names,
             index,
+            selects_namespaces,
         }
+    }
+
+    /// This set with its Audit policies enforced: what a rollout of them would do.
+    pub fn as_enforced(&self) -> PolicySet {
+        let mut policies = self.policies.clone();
+        for p in &mut policies {
+            if p.mode == Mode::Audit {
+                p.mode = Mode::Enforce;
+            }
+        }
+        PolicySet::new(policies)
+    }
+
+    /// Whether a policy that can apply selects namespaces by label: only then does the
+    /// server need the namespaces' labels (from the API).
+    pub fn selects_namespaces(&self) -> bool {
+        self.selects_namespaces
     }
 
     /// Which policies can apply to a pod of a role in a namespace.

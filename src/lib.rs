@@ -17,6 +17,7 @@ pub mod quantity;
 pub mod selection;
 pub mod server;
 pub mod spark_pod;
+pub mod suite;
 
 #[cfg(test)]
 pub(crate) mod test_fixtures;

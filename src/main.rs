@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use spark_admission::cli::{self, CheckArgs, MutateArgs};
+use spark_admission::cli::{self, CheckArgs, MutateArgs, TestArgs};
 
 // An admission allocates many small objects (a typed Pod, JSON values); mimalloc makes the
 // engine about 30% faster than the system allocator (benches/engine.rs).
@@ -29,8 +29,10 @@ struct Cli {
 enum Command {
     /// Show what the policies do to a pod (or AdmissionReview) file, offline.
     Mutate(MutateArgs),
-    /// Validate a policy directory; lists every error with file:line:column.
+    /// Validate policy files or directories; lists every error with file:line:column.
     Check(CheckArgs),
+    /// Run the test suites (kind: SparkPodPolicyTest) against the policies.
+    Test(TestArgs),
     /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
     /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
@@ -42,7 +44,8 @@ fn main() {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let result = match &cli.command {
         Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
-        Command::Check(args) => cli::check(args, &mut out),
+        Command::Check(args) => cli::check(args, &mut out, &mut err),
+        Command::Test(args) => cli::test(args, &mut out),
         Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
         Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };

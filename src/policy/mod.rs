@@ -123,6 +123,24 @@ impl PolicySet {
         PolicySet::new(policies)
     }
 
+    /// This set with the modes of the policies named in `modes` changed (a test case
+    /// switching on one platform's policies and off another's). An unknown name is an error.
+    pub fn with_modes(
+        &self,
+        modes: &std::collections::BTreeMap<String, Mode>,
+    ) -> Result<PolicySet, String> {
+        if let Some(unknown) = modes.keys().find(|n| !self.names.contains(n)) {
+            return Err(format!("no policy is named {unknown:?}"));
+        }
+        let mut policies = self.policies.clone();
+        for p in &mut policies {
+            if let Some(mode) = modes.get(&p.name) {
+                p.mode = *mode;
+            }
+        }
+        Ok(PolicySet::new(policies))
+    }
+
     /// Whether a policy that can apply selects namespaces by label: only then does the
     /// server need the namespaces' labels (from the API).
     pub fn selects_namespaces(&self) -> bool {

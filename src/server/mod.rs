@@ -276,7 +276,14 @@ pub async fn reload_policies(state: &Arc<AppState>, settle: Duration) {
         Ok(PolicyPoll::Unsettled) => {
             info!(dir = %state.policies.dir().display(), "policy files are being written; reading them again at the next poll")
         }
-        Ok(PolicyPoll::Loaded { generation, names }) => {
+        Ok(PolicyPoll::Loaded {
+            generation,
+            names,
+            ignored,
+        }) => {
+            for file in ignored {
+                info!(file = %file.display(), "kustomize's file in the policy directory: not read as policies");
+            }
             info!(
                 generation,
                 policies = names.join(","),

@@ -387,3 +387,55 @@ pub fn test(args: &TestArgs, out: &mut dyn Write) -> Result<i32, CliError> {
     }
     Ok(if failed == 0 { 0 } else { EXIT_ERROR })
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Directory of policy files (searched recursively for *.yaml / *.yml).
+    #[arg(long, env = "SPARK_ADMISSION_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// Namespace the pod is created in (default: the AdmissionReview's, else
+    /// metadata.namespace, else "default").
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A label of the pod's namespace (for policies with match.namespaceSelector);
+    /// repeat for more.
+    #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub namespace_labels: Vec<(String, String)>,
+    /// Run Audit policies as if enforced.
+    #[arg(long)]
+    pub as_enforced: bool,
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// A Pod (JSON or YAML) or an AdmissionReview; `-` reads standard input.
+    pub file: PathBuf,
+}
+
+/// `spark-admission explain`: which policies matched and why not, each change with its
+/// policy, the denial and the warnings.
+pub fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, CliError> {
+    let mut policies = load(&args.policies)?;
+    if args.as_enforced {
+        policies = policies.as_enforced();
+    }
+    let path = args.file.display().to_string();
+    let doc = parse_document(&read_input(&args.file)?, &path)?;
+    let (pod, review_ns) = pod_from_document(doc).map_err(|message| CliError::Input {
+        path: path.clone(),
+        message,
+    })?;
+    let namespace = args.namespace.clone().or(review_ns);
+    let labels = namespace_labels(&args.namespace_labels);
+    let explanation =
+        crate::explain::explain(&policies, &pod, namespace.as_deref(), labels.as_ref()).map_err(
+            |e| CliError::Input {
+                path: path.clone(),
+                message: e.to_string(),
+            },
+        )?;
+    let text = match args.output {
+        Format::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default(),
+        Format::Text => crate::explain::render(&explanation),
+    };
+    let _ = writeln!(out, "{}", text.trim_end());
+    Ok(0)
+}

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod engine;
+pub mod explain;
 pub mod mutate;
 pub mod patch;
 pub mod policy;

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use spark_admission::cli::{self, CheckArgs, MutateArgs, TestArgs};
+use spark_admission::cli::{self, CheckArgs, ExplainArgs, MutateArgs, TestArgs};
 
 // An admission allocates many small objects (a typed Pod, JSON values); mimalloc makes the
 // engine about 30% faster than the system allocator (benches/engine.rs).
@@ -33,6 +33,9 @@ enum Command {
     Check(CheckArgs),
     /// Run the test suites (kind: SparkPodPolicyTest) against the policies.
     Test(TestArgs),
+    /// Explain what the policies do to a pod: which matched (or why not), each change with
+    /// its policy, denials and warnings.
+    Explain(ExplainArgs),
     /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
     /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
@@ -46,6 +49,7 @@ fn main() {
         Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
         Command::Check(args) => cli::check(args, &mut out, &mut err),
         Command::Test(args) => cli::test(args, &mut out),
+        Command::Explain(args) => cli::explain(args, &mut out),
         Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
         Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };

@@ -241,3 +241,83 @@ fn check_lists_every_error_as_json_and_accepts_files() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// On every recorded pod, with the shipped policies and with each platform's placement
+/// switched on: every field the patch writes is put down to a policy that matched (or the
+/// webhook's own record), the policies listed as matched are those the engine applied, and
+/// an old/new pair is given for each field.
+#[test]
+fn explain_accounts_for_every_change_on_every_recorded_pod() {
+    use spark_admission::explain::{explain, WEBHOOK_RECORD};
+    use spark_admission::policy::{Mode, PolicySet};
+    let shipped = PolicySet::load_dir(&root().join("policies")).unwrap();
+    let mut sets = vec![shipped.as_enforced()];
+    for platform in ["eks", "gke", "karpenter"] {
+        let modes = shipped
+            .names()
+            .iter()
+            .filter(|n| n.starts_with("aks-") || n.starts_with(&format!("{platform}-")))
+            .map(|n| {
+                (
+                    n.clone(),
+                    if n.starts_with("aks-") {
+                        Mode::Off
+                    } else {
+                        Mode::Enforce
+                    },
+                )
+            })
+            .collect();
+        sets.push(shipped.with_modes(&modes).unwrap());
+    }
+    let mut pods = vec![];
+    for dir in ["tests/fixtures", "tests/fixtures/fidelity"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") && !path.ends_with("cases.json") {
+                pods.push(path);
+            }
+        }
+    }
+    assert!(pods.len() > 50, "{}", pods.len());
+    let mut changes = 0;
+    for path in &pods {
+        let pod: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        if pod["kind"] != "Pod" {
+            continue; // the fidelity recordings also hold the PVCs Spark made
+        }
+        for set in &sets {
+            let e = explain(set, &pod, None, None).unwrap();
+            let matched: Vec<&str> = e
+                .policies
+                .iter()
+                .filter(|p| p.matched && p.mode == "Enforce")
+                .map(|p| p.name.as_str())
+                .collect();
+            for c in &e.changes {
+                assert!(
+                    c.policy == WEBHOOK_RECORD || matched.contains(&c.policy.as_str()),
+                    "{}: {} put down to {}, matched {matched:?}",
+                    path.display(),
+                    c.field,
+                    c.policy
+                );
+                assert!(
+                    c.old.is_some() || c.new.is_some(),
+                    "{}: {}",
+                    path.display(),
+                    c.field
+                );
+                assert_ne!(c.old, c.new, "{}: {}", path.display(), c.field);
+                changes += 1;
+            }
+            assert_eq!(
+                e.verdict == "patched",
+                !e.changes.is_empty(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    assert!(changes > 100, "{changes}");
+}

@@ -36,6 +36,8 @@ enum Command {
     /// Explain what the policies do to a pod: which matched (or why not), each change with
     /// its policy, denials and warnings.
     Explain(ExplainArgs),
+    /// Print the JSON Schema of policy files (committed as policies/schema.json).
+    Schema,
     /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
     /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
@@ -50,6 +52,10 @@ fn main() {
         Command::Check(args) => cli::check(args, &mut out, &mut err),
         Command::Test(args) => cli::test(args, &mut out),
         Command::Explain(args) => cli::explain(args, &mut out),
+        Command::Schema => {
+            print!("{}", spark_admission::policy::schema::policy_schema());
+            Ok(0)
+        }
         Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
         Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };

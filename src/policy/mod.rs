@@ -6,6 +6,7 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod names;
+pub mod schema;
 pub mod validate;
 pub mod yaml;
 

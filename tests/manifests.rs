@@ -988,3 +988,32 @@ fn dockerfile_final_stage_runs_the_binary_as_the_deployments_user() {
         .expect("ENTRYPOINT");
     assert_eq!(entrypoint, r#"["/spark-admission"]"#);
 }
+
+#[test]
+fn namespace_labels_component_grants_only_reading_namespaces() {
+    let objs = render_base_with_components(&["namespace-labels"]);
+    let role = find(&objs, "ClusterRole", "spark-admission-namespace-reader");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = find(
+        &objs,
+        "ClusterRoleBinding",
+        "spark-admission-namespace-reader",
+    );
+    assert_eq!(
+        binding["roleRef"]["name"],
+        "spark-admission-namespace-reader"
+    );
+    let deployment = find(&objs, "Deployment", NAME);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}])
+    );
+    for kind in ["Role", "RoleBinding"] {
+        assert!(of_kind(&objs, kind).is_empty(), "no {kind}");
+    }
+}

@@ -118,11 +118,18 @@ impl CaseResult {
     }
 }
 
-/// Read suite files: the files named, and every `*.yaml` / `*.yml` under the directories.
+/// Read suite files: the files named, and every `*.yaml` / `*.yml` of kind
+/// `SparkPodPolicyTest` under the directories (the pods the suites use may sit beside them).
 pub fn load_suites(paths: &[PathBuf]) -> Result<Vec<LoadedSuite>, String> {
     let mut files = vec![];
     for path in paths {
-        collect(path, &mut files)?;
+        if path.is_dir() {
+            let mut found = vec![];
+            collect(path, &mut found)?;
+            files.extend(found.into_iter().filter(|f| is_suite(f)));
+        } else {
+            files.push(path.clone());
+        }
     }
     if files.is_empty() {
         return Err(format!(
@@ -148,6 +155,18 @@ pub fn load_suites(paths: &[PathBuf]) -> Result<Vec<LoadedSuite>, String> {
         Ok(suites)
     } else {
         Err(errors.join("\n"))
+    }
+}
+
+/// Whether a file found in a directory is a suite: its `kind` says so (a file that cannot be
+/// read is taken as one, so its error is reported).
+fn is_suite(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return true;
+    };
+    match serde_saphyr::from_str::<Value>(&text) {
+        Ok(doc) => doc.get("kind").and_then(Value::as_str) == Some(SUITE_KIND),
+        Err(_) => text.contains(SUITE_KIND),
     }
 }
 

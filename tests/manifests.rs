@@ -1017,3 +1017,80 @@ fn namespace_labels_component_grants_only_reading_namespaces() {
         assert!(of_kind(&objs, kind).is_empty(), "no {kind}");
     }
 }
+
+/// examples/policy-repo as an admin's repository: its kustomization, with the remote base
+/// replaced by this checkout's, renders the full install with the repo's own policies in the
+/// ConfigMap (every file listed), the image it picks and cert-manager's certificate path; its
+/// CI commands (`check`, `test`) pass.
+#[test]
+fn the_example_policy_repo_renders_against_the_local_base_and_its_ci_passes() {
+    let example = repo_root().join("examples/policy-repo");
+    let scratch = Scratch::new("policy-repo");
+    let repo = scratch.0.join("repo");
+    copy_dir(&example, &repo);
+    let kustomization = fs::read_to_string(repo.join("kustomization.yaml")).unwrap();
+    let remote = "https://github.com/<owner>/spark-admission//certs/cert-manager?ref=v";
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        kustomization.contains(&format!("{remote}{version}\n")),
+        "the example pins the base to this release's tag (v{version})"
+    );
+    fs::write(
+        repo.join("kustomization.yaml"),
+        kustomization.replace(&format!("{remote}{version}"), "../certs/cert-manager"),
+    )
+    .unwrap();
+    let objs = render(&repo);
+    check_install(&objs);
+    assert!(
+        webhook_config(&objs)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+            .is_string(),
+        "cert-manager's certificate path"
+    );
+    let deployment = find(&objs, "Deployment", NAME);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("ghcr.io/<owner>/spark-admission:{version}")
+    );
+    let cm = find(&objs, "ConfigMap", POLICIES_CONFIGMAP);
+    assert_eq!(cm["metadata"]["namespace"], NAMESPACE);
+    let mut keys: Vec<&str> = cm["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut files: Vec<String> = fs::read_dir(example.join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    files.sort();
+    assert_eq!(
+        keys, files,
+        "every policy file of the example is in the ConfigMap"
+    );
+
+    // The CI job's commands, as ci.sh runs them.
+    for args in [
+        &["check", "policies"][..],
+        &["test", "--policies", "policies", "tests"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spark-admission"))
+            .args(args)
+            .current_dir(&example)
+            .env_remove("SPARK_ADMISSION_POLICIES")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn webhook_config(objs: &[Value]) -> &Value {
+    find(objs, "MutatingWebhookConfiguration", NAME)
+}

@@ -159,7 +159,19 @@ fn load(dir: &Path) -> Result<PolicySet, CliError> {
     })
 }
 
-fn to_yaml(v: &Value) -> String {
+/// The pod of an input file (`-`: standard input) with the file's name for messages and
+/// the namespace an AdmissionReview names.
+fn read_pod_input(file: &Path) -> Result<(String, Value, Option<String>), CliError> {
+    let path = file.display().to_string();
+    let doc = parse_document(&read_input(file)?, &path)?;
+    let (pod, namespace) = pod_from_document(doc).map_err(|message| CliError::Input {
+        path: path.clone(),
+        message,
+    })?;
+    Ok((path, pod, namespace))
+}
+
+pub(crate) fn to_yaml(v: &Value) -> String {
     serde_saphyr::to_string(v)
         .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
 }
@@ -171,12 +183,7 @@ pub fn mutate(
     err: &mut dyn Write,
 ) -> Result<i32, CliError> {
     let policies = load(&args.policies)?;
-    let path = args.file.display().to_string();
-    let doc = parse_document(&read_input(&args.file)?, &path)?;
-    let (pod, review_ns) = pod_from_document(doc).map_err(|message| CliError::Input {
-        path: path.clone(),
-        message,
-    })?;
+    let (path, pod, review_ns) = read_pod_input(&args.file)?;
     let namespace = args.namespace.clone().or(review_ns);
     let labels = namespace_labels(&args.namespace_labels);
     let eval = evaluate_with_labels(&policies, &pod, namespace.as_deref(), labels.as_ref())
@@ -417,12 +424,7 @@ pub fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, CliError>
     if args.as_enforced {
         policies = policies.as_enforced();
     }
-    let path = args.file.display().to_string();
-    let doc = parse_document(&read_input(&args.file)?, &path)?;
-    let (pod, review_ns) = pod_from_document(doc).map_err(|message| CliError::Input {
-        path: path.clone(),
-        message,
-    })?;
+    let (path, pod, review_ns) = read_pod_input(&args.file)?;
     let namespace = args.namespace.clone().or(review_ns);
     let labels = namespace_labels(&args.namespace_labels);
     let explanation =

@@ -439,11 +439,7 @@ fn compact(v: &Value) -> String {
 
 /// A unified diff of two values as YAML, expected first.
 fn diff(want: &Value, got: &Value) -> String {
-    let yaml = |v: &Value| {
-        serde_saphyr::to_string(v)
-            .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
-    };
-    let (w, g) = (yaml(want), yaml(got));
+    let (w, g) = (crate::cli::to_yaml(want), crate::cli::to_yaml(got));
     similar::TextDiff::from_lines(&w, &g)
         .unified_diff()
         .context_radius(2)

@@ -374,19 +374,32 @@ fn check_deployment(objs: &[Value], tls_port: i64) {
     );
     assert_ne!(pod["hostNetwork"], true);
 
-    // No API access: no token, no RBAC.
-    assert_eq!(pod["automountServiceAccountToken"], false);
+    // No API access: no token, no RBAC; with the namespace-labels component, a token and
+    // reading namespaces only.
+    let reads_namespaces = !of_kind(objs, "ClusterRole").is_empty();
+    assert_eq!(pod["automountServiceAccountToken"], reads_namespaces);
     let sa_name = pod["serviceAccountName"]
         .as_str()
         .expect("serviceAccountName");
     let sa = find(objs, "ServiceAccount", sa_name);
     assert_eq!(sa["automountServiceAccountToken"], false);
-    for kind in ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] {
+    for kind in ["Role", "RoleBinding"] {
         assert!(
             of_kind(objs, kind).is_empty(),
             "no {kind}: the server does not call the API"
         );
     }
+    for role in of_kind(objs, "ClusterRole") {
+        assert_eq!(
+            role["rules"],
+            serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]),
+            "the only API access: reading namespaces"
+        );
+    }
+    assert_eq!(
+        of_kind(objs, "ClusterRole").len(),
+        of_kind(objs, "ClusterRoleBinding").len()
+    );
 
     // Stays scheduled.
     let priority = pod["priorityClassName"]
@@ -483,8 +496,13 @@ fn check_namespacing(objs: &[Value]) {
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "restricted"
     );
-    const CLUSTER_SCOPED: [&str; 3] =
-        ["Namespace", "PriorityClass", "MutatingWebhookConfiguration"];
+    const CLUSTER_SCOPED: [&str; 5] = [
+        "Namespace",
+        "PriorityClass",
+        "MutatingWebhookConfiguration",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
     for o in objs {
         let kind = o["kind"].as_str().unwrap_or_default();
         if !CLUSTER_SCOPED.contains(&kind) {

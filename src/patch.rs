@@ -92,7 +92,7 @@ fn common_ends<T: PartialEq>(a: &[T], b: &[T]) -> (usize, usize) {
 /// position (diffing inside a pair), then removes or adds the rest. Indices are tracked as
 /// the operations apply one after another. `json` turns an element into JSON: only the
 /// elements in gaps are turned.
-fn diff_middle<T>(
+fn diff_middle<T: PartialEq>(
     path: &mut Vec<String>,
     (a, b): (&[T], &[T]),
     anchors: Vec<(usize, usize)>,
@@ -106,9 +106,12 @@ fn diff_middle<T>(
         let (gap_a, gap_b) = (&a[i..ai], &b[j..bj]);
         let paired = gap_a.len().min(gap_b.len());
         for (x, y) in gap_a.iter().zip(gap_b) {
-            path.push(index.to_string());
-            diff_at(path, &json(x)?, &json(y)?, ops);
-            path.pop();
+            // A gap of repeated elements pairs equal ones: nothing to turn into JSON.
+            if x != y {
+                path.push(index.to_string());
+                diff_at(path, &json(x)?, &json(y)?, ops);
+                path.pop();
+            }
             index += 1;
         }
         for _ in paired..gap_a.len() {
@@ -181,32 +184,18 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
     }
     let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
-    if is_small(a, b) {
-        // Typed anchors: only the elements in gaps become JSON.
-        let anchors = anchors_by_comparison(a, b);
-        return diff_middle(
-            &mut path,
-            (a, b),
-            anchors,
-            prefix,
-            &|x| serde_json::to_value(x),
-            ops,
-        );
-    }
-    let json = |items: &[T]| {
-        items
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()
+    // Anchors on the typed elements; only the elements in gaps become JSON.
+    let anchors = if is_small(a, b) {
+        anchors_by_comparison(a, b)
+    } else {
+        anchors_by_hashing(a, b, serialized_hash)
     };
-    let (a, b) = (json(a)?, json(b)?);
-    let anchors = anchors_by_hashing(&a, &b);
     diff_middle(
         &mut path,
-        (&a, &b),
+        (a, b),
         anchors,
         prefix,
-        &|v| Ok(v.clone()),
+        &|x| serde_json::to_value(x),
         ops,
     )
 }
@@ -223,7 +212,7 @@ fn anchors(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
     if is_small(a, b) {
         anchors_by_comparison(a, b)
     } else {
-        anchors_by_hashing(a, b)
+        anchors_by_hashing(a, b, value_hash)
     }
 }
 
@@ -233,17 +222,21 @@ fn is_small<T>(a: &[T], b: &[T]) -> bool {
     (a.len() + b.len()) * (a.len() + b.len()) <= SMALL
 }
 
-/// [`anchors`] in O(n log n), by hashing every element.
-fn anchors_by_hashing(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
+/// [`anchors`] in O(n log n), by hashing every element with `hash`.
+fn anchors_by_hashing<T: PartialEq>(
+    a: &[T],
+    b: &[T],
+    hash: fn(&RandomState, &T) -> u64,
+) -> Vec<(usize, usize)> {
     let keys = RandomState::new();
     // hash → (count in a, index in a, count in b, index in b)
     let mut seen: HashMap<u64, (u32, usize, u32, usize)> = HashMap::with_capacity(a.len());
     for (i, v) in a.iter().enumerate() {
-        let e = seen.entry(value_hash(&keys, v)).or_insert((0, i, 0, 0));
+        let e = seen.entry(hash(&keys, v)).or_insert((0, i, 0, 0));
         e.0 = e.0.saturating_add(1);
     }
     for (j, v) in b.iter().enumerate() {
-        if let Entry::Occupied(mut e) = seen.entry(value_hash(&keys, v)) {
+        if let Entry::Occupied(mut e) = seen.entry(hash(&keys, v)) {
             let e = e.get_mut();
             e.2 = e.2.saturating_add(1);
             e.3 = j;
@@ -298,6 +291,26 @@ fn longest_increasing(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
     }
     run.reverse();
     run
+}
+
+/// A hash of a typed value's JSON text, written straight into the hasher: no JSON value is
+/// built, so hashing a long list allocates nothing. Equal values serialize to equal text.
+fn serialized_hash<T: Serialize>(keys: &RandomState, v: &T) -> u64 {
+    struct Feed<'h, H>(&'h mut H);
+    impl<H: Hasher> std::io::Write for Feed<'_, H> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = keys.build_hasher();
+    // A Kubernetes type always serializes; were it to fail, the hash of the text so far is
+    // still a hash, and every anchor is checked with `==`.
+    let _ = serde_json::to_writer(Feed(&mut h), v);
+    h.finish()
 }
 
 /// A structural hash of a JSON value (objects iterate in key order, so equal values hash
@@ -480,9 +493,15 @@ mod tests {
             (list(&[1, 1, 1]), list(&[1, 2])),
             (list(&[4, 3, 2, 1]), list(&[1, 2, 3, 4])),
         ] {
+            let by_comparison = anchors_by_comparison(&a, &b);
             assert_eq!(
-                anchors_by_comparison(&a, &b),
-                anchors_by_hashing(&a, &b),
+                by_comparison,
+                anchors_by_hashing(&a, &b, value_hash),
+                "{a:?} {b:?}"
+            );
+            assert_eq!(
+                by_comparison,
+                anchors_by_hashing(&a, &b, serialized_hash),
                 "{a:?} {b:?}"
             );
         }

@@ -119,7 +119,11 @@ fn main() {
         let rounds = 2000;
         let t = Instant::now();
         for _ in 0..rounds {
-            let reply = spark_admission::admission::review(&policies, &body);
+            let reply = spark_admission::admission::review(
+                &policies,
+                &spark_admission::admission::NoNamespaces,
+                &body,
+            );
             assert_eq!(reply.http_status, 200);
         }
         println!(

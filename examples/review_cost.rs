@@ -29,12 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let before = COUNTING.current_usage();
     COUNTING.reset_peak_usage();
-    let reply = admission::review(&set, &body);
+    let reply = admission::review(&set, &admission::NoNamespaces, &body);
     let peak = COUNTING.peak_usage() - before;
 
     let start = Instant::now();
     for _ in 0..repeat {
-        std::hint::black_box(admission::review(&set, &body));
+        std::hint::black_box(admission::review(&set, &admission::NoNamespaces, &body));
     }
     let per_review = start.elapsed() / repeat.max(1);
     println!(

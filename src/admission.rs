@@ -82,6 +82,26 @@ pub enum Rejection {
     /// applies the webhook's `failurePolicy` instead of reading it as a denial.
     #[error("internal error: {0}")]
     Internal(String),
+    /// What the answer depends on is not known yet (a namespace's labels): plain-text HTTP
+    /// 503, and the webhook's `failurePolicy` applies.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The labels of the namespaces the server knows (its cache of the API's Namespaces), for
+/// policies that select namespaces by label.
+pub trait Namespaces: Sync {
+    /// `None` when the namespace is not known.
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+}
+
+/// Knows no namespace: for a server whose policies select none by label, and for tests.
+pub struct NoNamespaces;
+
+impl Namespaces for NoNamespaces {
+    fn labels(&self, _: &str) -> Option<BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// What happened to one admission, for metrics and logs.
@@ -461,10 +481,11 @@ fn read_pod(object: &RawValue) -> Result<Pod, RequestError> {
     })
 }
 
-/// Answer one `/mutate` body with the given policy set.
-pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
+/// Answer one `/mutate` body with the given policy set; `namespaces` gives the labels of
+/// the pod's namespace when a policy selects namespaces by label.
+pub fn review(policies: &PolicySet, namespaces: &dyn Namespaces, body: &[u8]) -> Reply {
     let mut summary = Summary::empty(Outcome::Error);
-    match answer(policies, body, &mut summary) {
+    match answer(policies, namespaces, body, &mut summary) {
         Ok((allowed, extras)) => review_bytes(allowed, extras, summary),
         Err(rejection) => rejection_reply(rejection, summary),
     }
@@ -474,6 +495,7 @@ pub fn review(policies: &PolicySet, body: &[u8]) -> Reply {
 /// along the way (also when the request is rejected).
 fn answer(
     policies: &PolicySet,
+    namespaces: &dyn Namespaces,
     body: &[u8],
     summary: &mut Summary,
 ) -> Result<(bool, ResponseExtras), Rejection> {
@@ -492,7 +514,10 @@ fn answer(
     let object = match request.pod {
         Ok(PodIn::Typed(pod)) => {
             summary.pod_name = name_of(&pod);
-            return respond(evaluate_pod(policies, *pod, summary, &fail)?, summary);
+            return respond(
+                evaluate_pod(policies, namespaces, *pod, summary, &fail)?,
+                summary,
+            );
         }
         Ok(PodIn::Raw(object)) => object,
         Err(why) => {
@@ -516,17 +541,28 @@ fn answer(
         }
         read_pod(object).map_err(fail)?
     };
-    respond(evaluate_pod(policies, pod, summary, &fail)?, summary)
+    respond(
+        evaluate_pod(policies, namespaces, pod, summary, &fail)?,
+        summary,
+    )
 }
 
+/// Decide for the pod; the labels of its namespace are looked up only when a policy of the
+/// set selects namespaces by label.
 fn evaluate_pod(
     policies: &PolicySet,
+    namespaces: &dyn Namespaces,
     pod: Pod,
     summary: &Summary,
     fail: &dyn Fn(RequestError) -> Rejection,
 ) -> Result<Evaluation<()>, Rejection> {
-    decide(policies, pod, summary.namespace.as_deref()).map_err(|e| match e {
+    let namespace = summary.namespace.as_deref();
+    let labels = namespace
+        .filter(|_| policies.selects_namespaces())
+        .and_then(|ns| namespaces.labels(ns));
+    decide(policies, pod, namespace, labels.as_ref()).map_err(|e| match e {
         PodError::Internal(message) => Rejection::Internal(message),
+        PodError::UnknownNamespace(e) => Rejection::Unavailable(e.to_string()),
         PodError::NotAPod(m) => fail(RequestError::NotAPod(m)),
         PodError::Invalid(m) => fail(RequestError::InvalidPod(m)),
     })
@@ -615,6 +651,11 @@ fn rejection_reply(rejection: Rejection, mut summary: Summary) -> Reply {
         Rejection::Internal(_) => {
             plain_reply(500, format!("spark-admission: {rejection}"), summary)
         }
+        Rejection::Unavailable(_) => plain_reply(
+            503,
+            format!("spark-admission: {rejection}; the webhook's failurePolicy applies"),
+            summary,
+        ),
         Rejection::Request { uid, error } => {
             summary.uid = Some(uid);
             let extras = ResponseExtras {
@@ -821,7 +862,7 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
-            let reply = review(&PolicySet::default(), body);
+            let reply = review(&PolicySet::default(), &NoNamespaces, body);
             assert_eq!(reply.http_status, 400);
             let text = String::from_utf8(reply.body).unwrap();
             assert!(text.contains(want), "{text:?} should contain {want:?}");
@@ -862,7 +903,7 @@ mod tests {
             ),
         ];
         for (request, want) in cases {
-            let reply = review(&PolicySet::default(), &review_json(request));
+            let reply = review(&PolicySet::default(), &NoNamespaces, &review_json(request));
             let r = response(&reply);
             assert_eq!(r["uid"], "u-1");
             assert_eq!(r["allowed"], false);
@@ -888,7 +929,7 @@ mod tests {
             configmap,
             binding,
         ] {
-            let reply = review(&PolicySet::default(), &review_json(request));
+            let reply = review(&PolicySet::default(), &NoNamespaces, &review_json(request));
             let r = response(&reply);
             assert_eq!(r["uid"], "u-1");
             assert_eq!(r["allowed"], true);
@@ -904,7 +945,7 @@ mod tests {
             json!({"kind": "Pod", "metadata": {"generateName": "job-"}, "spec": {"containers": []}}),
         );
         request["dryRun"] = json!(true);
-        let reply = review(&PolicySet::default(), &review_json(request));
+        let reply = review(&PolicySet::default(), &NoNamespaces, &review_json(request));
         let r = response(&reply);
         assert_eq!(r["allowed"], true);
         assert!(reply.summary.dry_run);

@@ -74,6 +74,9 @@ pub enum PodError {
     /// A bug in the engine, never the submitter's fault.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A policy selects namespaces by label and the pod's namespace's labels are not known.
+    #[error(transparent)]
+    UnknownNamespace(#[from] selection::UnknownNamespace),
 }
 
 /// Read a Pod from JSON, naming the field that is wrong.
@@ -109,11 +112,22 @@ fn raw_role(pod: &Value) -> Option<&str> {
 /// Evaluate the pod JSON `pod` against `policies`, and apply the patch to it.
 ///
 /// `namespace` is the namespace the pod is created in (the AdmissionRequest's namespace);
-/// when `None`, `metadata.namespace` is used, then `default`.
+/// when `None`, `metadata.namespace` is used, then `default`. Its labels are not known: a
+/// policy that selects namespaces by label makes this an error ([`evaluate_with_labels`]).
 pub fn evaluate(
     policies: &PolicySet,
     pod: &Value,
     namespace: Option<&str>,
+) -> Result<Evaluation, PodError> {
+    evaluate_with_labels(policies, pod, namespace, None)
+}
+
+/// [`evaluate`], with the labels of the pod's namespace.
+pub fn evaluate_with_labels(
+    policies: &PolicySet,
+    pod: &Value,
+    namespace: Option<&str>,
+    namespace_labels: Option<&BTreeMap<String, String>>,
 ) -> Result<Evaluation, PodError> {
     if raw_role(pod).and_then(SparkRole::from_label).is_none() {
         if !pod.is_object() || pod.get("kind").is_some_and(|k| k != "Pod") {
@@ -121,7 +135,7 @@ pub fn evaluate(
         }
         return Ok(Evaluation::unchanged(None));
     }
-    let decision = decide(policies, read_pod(pod)?, namespace)?;
+    let decision = decide(policies, read_pod(pod)?, namespace, namespace_labels)?;
     let verdict = match decision.verdict {
         Verdict::Unchanged => Verdict::Unchanged,
         Verdict::Denied { policy, message } => Verdict::Denied { policy, message },
@@ -147,11 +161,14 @@ pub fn evaluate(
 }
 
 /// Evaluate a typed pod against `policies`: the verdict with the patch only. The pod is
-/// consumed (mutated in place): no copy of the whole pod is made.
+/// consumed (mutated in place): no copy of the whole pod is made. `namespace_labels` are
+/// those of the pod's namespace, if known (needed only by policies with a
+/// `namespaceSelector`).
 pub fn decide(
     policies: &PolicySet,
     mut pod: Pod,
     namespace: Option<&str>,
+    namespace_labels: Option<&BTreeMap<String, String>>,
 ) -> Result<Evaluation<()>, PodError> {
     let Some(role) = spark_pod::role(&pod) else {
         return Ok(Evaluation::unchanged(None));
@@ -168,8 +185,9 @@ pub fn decide(
         role,
         namespace: &namespace,
         labels: pod.metadata.labels.as_ref().unwrap_or(&no_labels),
+        namespace_labels,
     };
-    let (enforce, audit) = selection::select(policies, facts);
+    let (enforce, audit) = selection::select(policies, facts)?;
     if enforce.is_empty() && audit.is_empty() {
         return Ok(Evaluation::unchanged(Some(role)));
     }

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod engine;
+pub mod explain;
 pub mod mutate;
 pub mod patch;
 pub mod policy;
@@ -17,6 +18,7 @@ pub mod quantity;
 pub mod selection;
 pub mod server;
 pub mod spark_pod;
+pub mod suite;
 
 #[cfg(test)]
 pub(crate) mod test_fixtures;

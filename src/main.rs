@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use spark_admission::cli::{self, CheckArgs, MutateArgs};
+use spark_admission::cli::{self, CheckArgs, ExplainArgs, MutateArgs, TestArgs};
 
 // An admission allocates many small objects (a typed Pod, JSON values); mimalloc makes the
 // engine about 30% faster than the system allocator (benches/engine.rs).
@@ -29,8 +29,15 @@ struct Cli {
 enum Command {
     /// Show what the policies do to a pod (or AdmissionReview) file, offline.
     Mutate(MutateArgs),
-    /// Validate a policy directory; lists every error with file:line:column.
+    /// Validate policy files or directories; lists every error with file:line:column.
     Check(CheckArgs),
+    /// Run the test suites (kind: SparkPodPolicyTest) against the policies.
+    Test(TestArgs),
+    /// Explain what the policies do to a pod: which matched (or why not), each change with
+    /// its policy, denials and warnings.
+    Explain(ExplainArgs),
+    /// Print the JSON Schema of policy files (committed as policies/schema.json).
+    Schema,
     /// Run the TLS admission webhook (dev certificate made when no --cert/--key).
     Serve(spark_admission::server::ServeArgs),
     /// Write a CA, a serving certificate for the webhook Service and a caBundle patch.
@@ -42,7 +49,13 @@ fn main() {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let result = match &cli.command {
         Command::Mutate(args) => cli::mutate(args, &mut out, &mut err),
-        Command::Check(args) => cli::check(args, &mut out),
+        Command::Check(args) => cli::check(args, &mut out, &mut err),
+        Command::Test(args) => cli::test(args, &mut out),
+        Command::Explain(args) => cli::explain(args, &mut out),
+        Command::Schema => {
+            print!("{}", spark_admission::policy::schema::policy_schema());
+            Ok(0)
+        }
         Command::Serve(args) => Ok(spark_admission::server::main(args.clone())),
         Command::Certs(args) => Ok(spark_admission::certs::main(args)),
     };

@@ -97,6 +97,26 @@ impl fmt::Display for Bytes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MemoryQuantity(pub Bytes);
 
+/// A Kubernetes quantity (`4Gi`, `512Mi`, `1e9`) or a whole number of bytes.
+impl schemars::JsonSchema for MemoryQuantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MemoryQuantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A memory size: a Kubernetes quantity (4Gi, 512Mi, 1G) or a number of bytes",
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": "^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+                },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for MemoryQuantity {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Accept `4Gi` and also bare YAML numbers (`1073741824`).

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Toleration;
 
 use crate::policy::model::{
     LabelSelector, LimitRule, MatchSpec, MaxPodMemory, OverheadBounds, Placement, SelectorOperator,
+    SelectorRequirement,
 };
 use crate::policy::{LocalDirsPolicy, Mode, Policy, PolicySet, SecretEnv};
 use crate::spark_pod::SparkRole;
@@ -21,17 +22,50 @@ pub struct PodFacts<'a> {
     pub role: SparkRole,
     pub namespace: &'a str,
     pub labels: &'a BTreeMap<String, String>,
+    /// The labels of the pod's namespace; `None` when they are not known (the server has
+    /// not seen the namespace yet). Only policies with a `namespaceSelector` need them.
+    pub namespace_labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// A policy selects namespaces by label, and the pod's namespace's labels are not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the labels of namespace {namespace:?} are not known (policy {policy} selects namespaces by label)"
+)]
+pub struct UnknownNamespace {
+    pub namespace: String,
+    pub policy: String,
 }
 
 /// Matching policies of `set` in application order, split by mode (Enforce, Audit).
-pub fn select<'a>(set: &'a PolicySet, pod: PodFacts<'_>) -> (Vec<&'a Policy>, Vec<&'a Policy>) {
+pub fn select<'a>(
+    set: &'a PolicySet,
+    pod: PodFacts<'_>,
+) -> Result<(Vec<&'a Policy>, Vec<&'a Policy>), UnknownNamespace> {
     let policies = set.policies();
-    set.index()
-        .candidates(pod.role, pod.namespace)
+    let candidates = set.index().candidates(pod.role, pod.namespace);
+    if pod.namespace_labels.is_none() {
+        let needs_labels = candidates.iter().map(|&i| &policies[i]).find(|p| {
+            p.matcher.namespace_selector.is_some() && matches_without_namespace_labels(p, pod)
+        });
+        if let Some(p) = needs_labels {
+            return Err(UnknownNamespace {
+                namespace: pod.namespace.to_string(),
+                policy: p.name.clone(),
+            });
+        }
+    }
+    Ok(candidates
         .into_iter()
         .map(|i| &policies[i])
         .filter(|p| matches(&p.matcher, pod))
-        .partition(|p| p.mode == Mode::Enforce)
+        .partition(|p| p.mode == Mode::Enforce))
+}
+
+/// Whether everything but the namespace selector matches: only then are the namespace's
+/// labels needed.
+fn matches_without_namespace_labels(p: &Policy, pod: PodFacts<'_>) -> bool {
+    mismatch(&p.matcher, pod, false).is_none()
 }
 
 pub fn matches(m: &MatchSpec, pod: PodFacts<'_>) -> bool {
@@ -44,22 +78,145 @@ pub fn matches(m: &MatchSpec, pod: PodFacts<'_>) -> bool {
         && m.pod_selector
             .as_ref()
             .is_none_or(|s| selector_matches(s, pod.labels))
+        && m.namespace_selector
+            .as_ref()
+            .is_none_or(|s| pod.namespace_labels.is_some_and(|l| selector_matches(s, l)))
 }
 
 fn selector_matches(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     s.match_labels
         .iter()
         .all(|(k, v)| labels.get(k.as_str()).map(String::as_str) == Some(v.as_str()))
-        && s.match_expressions.iter().all(|e| {
-            let e = &e.value;
-            let value = labels.get(e.key.as_str());
-            let in_values = || value.is_some_and(|v| e.values.iter().any(|x| x.as_str() == v));
-            match e.operator {
-                SelectorOperator::In => in_values(),
-                SelectorOperator::NotIn => !in_values(),
-                SelectorOperator::Exists => value.is_some(),
-                SelectorOperator::DoesNotExist => value.is_none(),
+        && s.match_expressions
+            .iter()
+            .all(|e| requirement_holds(&e.value, labels))
+}
+
+fn requirement_holds(e: &SelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let value = labels.get(e.key.as_str());
+    let in_values = || value.is_some_and(|v| e.values.iter().any(|x| x.as_str() == v));
+    match e.operator {
+        SelectorOperator::In => in_values(),
+        SelectorOperator::NotIn => !in_values(),
+        SelectorOperator::Exists => value.is_some(),
+        SelectorOperator::DoesNotExist => value.is_none(),
+    }
+}
+
+/// Whether a policy matched a pod, and if not, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchVerdict<'a> {
+    pub policy: &'a Policy,
+    /// Matched, and applies to the pod: mode Enforce, or Audit (reported only).
+    pub matched: bool,
+    /// Why it does not match, or for a match in Audit mode, that it is only reported.
+    pub reason: Option<String>,
+}
+
+/// Every policy of `set` (in application order) with whether it matches the pod and, if
+/// not, the first reason: its mode, the role, the namespace, a selector requirement.
+pub fn explain<'a>(set: &'a PolicySet, pod: PodFacts<'_>) -> Vec<MatchVerdict<'a>> {
+    set.policies()
+        .iter()
+        .map(|policy| {
+            let why_not = if policy.mode == Mode::Off {
+                Some("mode Off: never applied".to_string())
+            } else {
+                mismatch(&policy.matcher, pod, true)
+            };
+            let reason = match (&why_not, policy.mode) {
+                (None, Mode::Audit) => {
+                    Some("mode Audit: what it would change is reported, not applied".to_string())
+                }
+                _ => why_not.clone(),
+            };
+            MatchVerdict {
+                policy,
+                matched: why_not.is_none(),
+                reason,
             }
+        })
+        .collect()
+}
+
+/// The first part of `m` the pod fails, in words; `None` when it matches. The namespace
+/// selector is only looked at with `namespace_selector`.
+fn mismatch(m: &MatchSpec, pod: PodFacts<'_>, namespace_selector: bool) -> Option<String> {
+    let list = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join(", ");
+    if !m.roles.value.iter().any(|r| r.covers(pod.role)) {
+        return Some(format!(
+            "role: the pod is a {}, match.roles is [{}]",
+            pod.role.as_str(),
+            list(&mut m.roles.value.iter().map(|r| r.as_str()))
+        ));
+    }
+    if !m.namespaces.is_empty() && !m.namespaces.iter().any(|p| p.matches(pod.namespace)) {
+        return Some(format!(
+            "namespace: {} is not in match.namespaces [{}]",
+            pod.namespace,
+            list(&mut m.namespaces.iter().map(|p| p.as_str()))
+        ));
+    }
+    if let Some(p) = m
+        .exclude_namespaces
+        .iter()
+        .find(|p| p.matches(pod.namespace))
+    {
+        return Some(format!(
+            "namespace: {} is excluded by match.excludeNamespaces {}",
+            pod.namespace,
+            p.as_str()
+        ));
+    }
+    if let Some(s) = &m.pod_selector {
+        if let Some(why) = selector_mismatch(s, pod.labels) {
+            return Some(format!("podSelector: the pod's {why}"));
+        }
+    }
+    match (&m.namespace_selector, pod.namespace_labels) {
+        (Some(_), _) if !namespace_selector => None,
+        (Some(_), None) => Some(format!(
+            "namespaceSelector: the labels of namespace {} are not known",
+            pod.namespace
+        )),
+        (Some(s), Some(labels)) => selector_mismatch(s, labels)
+            .map(|why| format!("namespaceSelector: namespace {}'s {why}", pod.namespace)),
+        (None, _) => None,
+    }
+}
+
+/// The first requirement of `s` that `labels` fail, in words.
+fn selector_mismatch(s: &LabelSelector, labels: &BTreeMap<String, String>) -> Option<String> {
+    let shown = |key: &str| match labels.get(key) {
+        Some(v) => format!("label {key} is {v:?}"),
+        None => format!("label {key} is not set"),
+    };
+    for (k, v) in &s.match_labels {
+        if labels.get(k.as_str()).map(String::as_str) != Some(v.as_str()) {
+            return Some(format!(
+                "{}, matchLabels wants {:?}",
+                shown(k.as_str()),
+                v.as_str()
+            ));
+        }
+    }
+    s.match_expressions
+        .iter()
+        .find(|e| !requirement_holds(&e.value, labels))
+        .map(|e| {
+            let e = &e.value;
+            let values: Vec<&str> = e.values.iter().map(|v| v.as_str()).collect();
+            let wants = match e.operator {
+                SelectorOperator::In => format!("In [{}]", values.join(", ")),
+                SelectorOperator::NotIn => format!("NotIn [{}]", values.join(", ")),
+                SelectorOperator::Exists => "Exists".to_string(),
+                SelectorOperator::DoesNotExist => "DoesNotExist".to_string(),
+            };
+            format!(
+                "{}, matchExpressions wants {} {wants}",
+                shown(e.key.as_str()),
+                e.key.as_str()
+            )
         })
 }
 
@@ -186,15 +343,18 @@ mod tests {
             ("team", "data-eng"),
             ("tier", "gold"),
         ]);
+        let nsl = labels(&[("kubernetes.io/metadata.name", "x"), ("env", "prod")]);
         let exec = |ns| PodFacts {
             role: SparkRole::Executor,
             namespace: ns,
             labels: &l,
+            namespace_labels: Some(&nsl),
         };
         let driver = PodFacts {
             role: SparkRole::Driver,
             namespace: "default",
             labels: &l,
+            namespace_labels: Some(&nsl),
         };
         let cases: &[(&str, PodFacts, bool)] = &[
             ("    roles: [executor]", exec("default"), true),
@@ -211,10 +371,14 @@ mod tests {
             ("    roles: [executor]\n    podSelector:\n      matchExpressions:\n      - {key: missing, operator: NotIn, values: [gold]}", exec("x"), true),
             ("    roles: [executor]\n    podSelector:\n      matchExpressions:\n      - {key: team, operator: Exists}", exec("x"), true),
             ("    roles: [executor]\n    podSelector:\n      matchExpressions:\n      - {key: team, operator: DoesNotExist}", exec("x"), false),
+            ("    roles: [executor]\n    namespaceSelector:\n      matchLabels: {env: prod}", exec("x"), true),
+            ("    roles: [executor]\n    namespaceSelector:\n      matchLabels: {env: dev}", exec("x"), false),
+            ("    roles: [executor]\n    namespaceSelector:\n      matchExpressions:\n      - {key: env, operator: NotIn, values: [dev]}", exec("x"), true),
+            ("    roles: [executor]\n    namespaceSelector:\n      matchExpressions:\n      - {key: team, operator: Exists}", exec("x"), false),
         ];
         for (matcher, facts, expected) in cases {
             let s = set(&policy("p", 0, matcher, TOL));
-            let (enforce, audit) = select(&s, *facts);
+            let (enforce, audit) = select(&s, *facts).unwrap();
             assert!(audit.is_empty());
             assert_eq!(
                 enforce.len() == 1,
@@ -244,8 +408,10 @@ mod tests {
                 role: SparkRole::Executor,
                 namespace: "default",
                 labels: &l,
+                namespace_labels: None,
             },
-        );
+        )
+        .unwrap();
         let eff = merge(&enforce);
         assert_eq!(eff.placement.unwrap().policy, "b-high");
         let tol_keys: Vec<_> = eff
@@ -284,8 +450,10 @@ mod tests {
                 role: SparkRole::Driver,
                 namespace: "default",
                 labels: &l,
+                namespace_labels: None,
             },
-        );
+        )
+        .unwrap();
         assert!(enforce.is_empty());
         assert_eq!(audit.len(), 1);
     }

@@ -34,7 +34,7 @@ const SPARK_CONTAINER_NAMES: [&str; 3] = [
 ];
 
 /// The value of the `spark-role` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SparkRole {
     Driver,

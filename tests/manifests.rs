@@ -374,19 +374,32 @@ fn check_deployment(objs: &[Value], tls_port: i64) {
     );
     assert_ne!(pod["hostNetwork"], true);
 
-    // No API access: no token, no RBAC.
-    assert_eq!(pod["automountServiceAccountToken"], false);
+    // No API access: no token, no RBAC; with the namespace-labels component, a token and
+    // reading namespaces only.
+    let reads_namespaces = !of_kind(objs, "ClusterRole").is_empty();
+    assert_eq!(pod["automountServiceAccountToken"], reads_namespaces);
     let sa_name = pod["serviceAccountName"]
         .as_str()
         .expect("serviceAccountName");
     let sa = find(objs, "ServiceAccount", sa_name);
     assert_eq!(sa["automountServiceAccountToken"], false);
-    for kind in ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] {
+    for kind in ["Role", "RoleBinding"] {
         assert!(
             of_kind(objs, kind).is_empty(),
             "no {kind}: the server does not call the API"
         );
     }
+    for role in of_kind(objs, "ClusterRole") {
+        assert_eq!(
+            role["rules"],
+            serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]),
+            "the only API access: reading namespaces"
+        );
+    }
+    assert_eq!(
+        of_kind(objs, "ClusterRole").len(),
+        of_kind(objs, "ClusterRoleBinding").len()
+    );
 
     // Stays scheduled.
     let priority = pod["priorityClassName"]
@@ -483,8 +496,13 @@ fn check_namespacing(objs: &[Value]) {
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "restricted"
     );
-    const CLUSTER_SCOPED: [&str; 3] =
-        ["Namespace", "PriorityClass", "MutatingWebhookConfiguration"];
+    const CLUSTER_SCOPED: [&str; 5] = [
+        "Namespace",
+        "PriorityClass",
+        "MutatingWebhookConfiguration",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
     for o in objs {
         let kind = o["kind"].as_str().unwrap_or_default();
         if !CLUSTER_SCOPED.contains(&kind) {
@@ -987,4 +1005,110 @@ fn dockerfile_final_stage_runs_the_binary_as_the_deployments_user() {
         .find_map(|l| l.strip_prefix("ENTRYPOINT "))
         .expect("ENTRYPOINT");
     assert_eq!(entrypoint, r#"["/spark-admission"]"#);
+}
+
+#[test]
+fn namespace_labels_component_grants_only_reading_namespaces() {
+    let objs = render_base_with_components(&["namespace-labels"]);
+    let role = find(&objs, "ClusterRole", "spark-admission-namespace-reader");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = find(
+        &objs,
+        "ClusterRoleBinding",
+        "spark-admission-namespace-reader",
+    );
+    assert_eq!(
+        binding["roleRef"]["name"],
+        "spark-admission-namespace-reader"
+    );
+    let deployment = find(&objs, "Deployment", NAME);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}])
+    );
+    for kind in ["Role", "RoleBinding"] {
+        assert!(of_kind(&objs, kind).is_empty(), "no {kind}");
+    }
+}
+
+/// examples/policy-repo as an admin's repository: its kustomization, with the remote base
+/// replaced by this checkout's, renders the full install with the repo's own policies in the
+/// ConfigMap (every file listed), the image it picks and cert-manager's certificate path; its
+/// CI commands (`check`, `test`) pass.
+#[test]
+fn the_example_policy_repo_renders_against_the_local_base_and_its_ci_passes() {
+    let example = repo_root().join("examples/policy-repo");
+    let scratch = Scratch::new("policy-repo");
+    let repo = scratch.0.join("repo");
+    copy_dir(&example, &repo);
+    let kustomization = fs::read_to_string(repo.join("kustomization.yaml")).unwrap();
+    let remote = "https://github.com/<owner>/spark-admission//certs/cert-manager?ref=v";
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        kustomization.contains(&format!("{remote}{version}\n")),
+        "the example pins the base to this release's tag (v{version})"
+    );
+    fs::write(
+        repo.join("kustomization.yaml"),
+        kustomization.replace(&format!("{remote}{version}"), "../certs/cert-manager"),
+    )
+    .unwrap();
+    let objs = render(&repo);
+    check_install(&objs);
+    assert!(
+        webhook_config(&objs)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+            .is_string(),
+        "cert-manager's certificate path"
+    );
+    let deployment = find(&objs, "Deployment", NAME);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("ghcr.io/<owner>/spark-admission:{version}")
+    );
+    let cm = find(&objs, "ConfigMap", POLICIES_CONFIGMAP);
+    assert_eq!(cm["metadata"]["namespace"], NAMESPACE);
+    let mut keys: Vec<&str> = cm["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut files: Vec<String> = fs::read_dir(example.join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    files.sort();
+    assert_eq!(
+        keys, files,
+        "every policy file of the example is in the ConfigMap"
+    );
+
+    // The CI job's commands, as ci.sh runs them.
+    for args in [
+        &["check", "policies"][..],
+        &["test", "--policies", "policies", "tests"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spark-admission"))
+            .args(args)
+            .current_dir(&example)
+            .env_remove("SPARK_ADMISSION_POLICIES")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn webhook_config(objs: &[Value]) -> &Value {
+    find(objs, "MutatingWebhookConfiguration", NAME)
 }

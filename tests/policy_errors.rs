@@ -42,7 +42,7 @@ const CASES: &[(&str, u64, u64, &str)] = &[
     ("  match: {roles: [driver]}\n  memory: {limit: {mode: RequestPlusHeadroom}}\n", 7, 0, "needs memory.limit.headroom"),
     ("  match: {roles: [driver]}\n  memory: {maxPodMemory: {value: 8Gi, action: warn}}\n", 7, 0, "unknown variant `warn`"),
     ("  match: {roles: [driver]}\n  mode: Dryrun\n  tolerations: [{key: a, operator: Exists}]\n", 7, 0, "unknown variant `Dryrun`"),
-    ("  match: {roles: [driver]}\n", 6, 0, "the policy would do nothing"),
+    ("  match: {roles: [driver]}\n", 5, 1, "the policy would do nothing"),
     ("  tolerations: [{key: a, operator: Exists}]\n", 6, 3, "missing field `match`"),
 ];
 
@@ -73,7 +73,7 @@ fn each_policy_error_is_located_and_explained() {
 fn header_errors() {
     let cases = [
         ("apiVersion: v1\nkind: SparkPodPolicy\nmetadata: {name: p}\nspec: {match: {roles: [driver]}, tolerations: [{key: a, operator: Exists}]}\n", 1, "expected \"spark-admission.dev/v1alpha1\""),
-        ("apiVersion: spark-admission.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec: {match: {roles: [driver]}, tolerations: [{key: a, operator: Exists}]}\n", 2, "expected \"SparkPodPolicy\""),
+        ("apiVersion: spark-admission.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec: {match: {roles: [driver]}, tolerations: [{key: a, operator: Exists}]}\n", 2, "not a SparkPodPolicy (kind: Policy)"),
         ("apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicy\nmetadata: {name: Bad_Name}\nspec: {match: {roles: [driver]}, tolerations: [{key: a, operator: Exists}]}\n", 3, "metadata.name"),
         ("apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicy\nmetadata: {name: p}\nspec: {match: {roles: [driver]\n", 4, ""),
     ];
@@ -136,5 +136,172 @@ fn load_dir_reads_yaml_recursively_and_skips_kubelet_hidden_dirs() {
         missing.to_string().contains("cannot read policy directory"),
         "{missing}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The case of issue 11: a file with many mistakes, reported in one run, each at the field
+/// it is about (a list of (line, column, part of the message)).
+#[test]
+fn every_mistake_of_a_document_is_reported_in_one_run_at_its_field() {
+    let text = "\
+apiVersion: spark-admission.dev/v1alpha1
+kind: SparkPodPolicy
+metadata:
+  name: six-mistakes
+spec:
+  match:
+    roles: executor
+    namespaces: [Team-A]
+  placement: {capacity: spot, provider: gcp, scheduling: preferred, weight: 500}
+  tolerations:
+  - {key: a, operator: Exists, value: x}
+  - {key: b, effect: NoScheduel}
+  memory:
+    overhead: {factor: 0, max: 4Gb}
+  bogus: true
+";
+    let errors = PolicySet::from_sources(&[("six.yaml", text)])
+        .unwrap_err()
+        .0;
+    let got: Vec<(u64, u64, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.column, e.message.as_str()))
+        .collect();
+    let want: &[(u64, u64, &str)] = &[
+        (
+            7,
+            12,
+            "roles must be a list, found the single value \"executor\": write `roles: [executor]`",
+        ),
+        (8, 18, "namespace pattern \"Team-A\" is invalid"),
+        (9, 41, "unknown variant `gcp`"),
+        (9, 69, "placement.weight is 500; it must be 1 to 100"),
+        (
+            11,
+            32,
+            "toleration with operator Exists must not have a value",
+        ),
+        (12, 22, "unknown variant `NoScheduel`"),
+        (14, 16, "memory.overhead.factor is 0"),
+        (14, 32, "\"4Gb\" is not a quantity"),
+        (15, 3, "unknown field `bogus`"),
+    ];
+    assert_eq!(got.len(), want.len(), "{errors:#?}");
+    for ((line, column, message), (wl, wc, wm)) in got.iter().zip(want) {
+        assert_eq!((line, column), (wl, wc), "{message}");
+        assert!(message.contains(wm), "{message:?} should contain {wm:?}");
+    }
+}
+
+#[test]
+fn a_missing_required_field_does_not_hide_the_errors_of_other_sections() {
+    let text = "\
+apiVersion: spark-admission.dev/v1alpha1
+kind: SparkPodPolicy
+metadata:
+  nmae: typo
+spec:
+  match: {roles: [driver]}
+  placement: {capacity: spot, provider: aks, scheduling: preferred, weight: 0}
+  secretEnv:
+  - {name: A, secretName: App, key: k}
+";
+    let errors = PolicySet::from_sources(&[("m.yaml", text)]).unwrap_err().0;
+    let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [
+            "m.yaml:4:3: unknown field `nmae`, expected one of name, annotations, labels",
+            "m.yaml:4:3: missing field `name`",
+            "m.yaml:7:69: placement.weight is 0; it must be 1 to 100",
+            "m.yaml:9:27: Secret name \"App\" is not a valid DNS subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
+        ]
+    );
+}
+
+#[test]
+fn a_document_of_another_kind_is_named_not_taken_for_a_broken_policy() {
+    let cases = [
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "not a SparkPodPolicy (kind: ConfigMap)",
+        ),
+        (
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
+            "not a SparkPodPolicy (kind: Kustomization): kustomize's file",
+        ),
+        (
+            "apiVersion: spark-admission.dev/v1alpha1\nkind: SparkPodPolicyTest\ncases: []\n",
+            "test suites belong outside the policy directory",
+        ),
+    ];
+    for (text, message) in cases {
+        let errors = PolicySet::from_sources(&[("k.yaml", text)]).unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (2, 7));
+        assert!(errors[0].message.contains(message), "{errors:?}");
+    }
+}
+
+#[test]
+fn shape_errors_name_the_field_and_what_was_found() {
+    let cases = [
+        (
+            "  match: {roles: [driver]}\n  tolerations: {key: a}\n",
+            7,
+            16,
+            "tolerations must be a list, found a mapping",
+        ),
+        (
+            "  match: driver\n  tolerations: [{key: a, operator: Exists}]\n",
+            6,
+            10,
+            "match must be a mapping of fields (`name: value`), found the single value \"driver\"",
+        ),
+    ];
+    for (body, line, column, message) in cases {
+        let text = format!("{HEAD}{body}");
+        let errors = PolicySet::from_sources(&[("s.yaml", text.as_str())])
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].line, errors[0].column),
+            (line, column),
+            "{errors:?}"
+        );
+        assert!(errors[0].message.starts_with(message), "{errors:?}");
+    }
+}
+
+#[test]
+fn kustomization_files_are_skipped_and_an_empty_or_missing_directory_is_an_error() {
+    use spark_admission::policy::load::{load_snapshot, read_paths};
+    let dir = std::env::temp_dir().join(format!("sa-policies-kust-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = read_paths(std::slice::from_ref(&dir)).unwrap_err();
+    assert!(
+        empty.to_string().contains("holds no policy files"),
+        "{empty}"
+    );
+    let missing = read_paths(&[dir.join("nope")]).unwrap_err();
+    assert!(missing.to_string().contains("cannot read"), "{missing}");
+
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "configMapGenerator:\n- name: spark-admission-policies\n  files: [a.yaml]\n",
+    )
+    .unwrap();
+    let only_kustomize = read_paths(std::slice::from_ref(&dir)).unwrap_err();
+    assert!(only_kustomize.to_string().contains("holds no policy files"));
+    std::fs::write(dir.join("a.yaml"), good("a")).unwrap();
+    std::fs::write(dir.join("b.yml"), good("b")).unwrap();
+    let snapshot = read_paths(std::slice::from_ref(&dir)).unwrap();
+    assert_eq!(snapshot.ignored(), [dir.join("kustomization.yaml")]);
+    assert_eq!(load_snapshot(&snapshot).unwrap().names(), ["a", "b"]);
+    // Files as well as directories.
+    let one = read_paths(&[dir.join("b.yml")]).unwrap();
+    assert_eq!(load_snapshot(&one).unwrap().names(), ["b"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -58,11 +58,15 @@ async fn a_timeout_out_of_range_is_answered_400_with_the_reason() {
 }
 
 /// An engine that panics on bodies containing "boom", and answers the rest as usual.
-fn panics_on_boom(policies: &PolicySet, body: &[u8]) -> Reply {
+fn panics_on_boom(
+    policies: &PolicySet,
+    namespaces: &dyn admission::Namespaces,
+    body: &[u8],
+) -> Reply {
     if body.windows(4).any(|w| w == b"boom") {
         panic!("boom: an engine bug");
     }
-    admission::review(policies, body)
+    admission::review(policies, namespaces, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,21 +1,36 @@
-//! Reading policy files: every `*.yaml` / `*.yml` under a directory, several documents per
-//! file. Every document is checked, so one run lists every problem; the set is accepted only
-//! if none was found.
+//! Reading policy files: every `*.yaml` / `*.yml` under a directory (or the files named),
+//! several documents per file. Every document is checked, and each document for every
+//! problem it has, so one run lists them all; the set is accepted only if none was found.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::PolicyDocument;
-use super::validate::validate;
+use super::document;
+use super::validate::Issue;
 use super::{Policy, PolicyError, PolicyErrors, PolicySet};
 
 /// Largest policy file we read; policy files are small, a huge one is a mistake.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// File names in a policy directory that are kustomize's, never policies: an admin's repo
+/// keeps its `kustomization.yaml` (which generates the policies ConfigMap) beside the files.
+pub const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
 /// The policy files under a directory as read: what the loader parses and what the server's
 /// reloader compares, so that it takes a set only once two reads agree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Snapshot(Vec<(PathBuf, Result<String, String>)>);
+pub struct Snapshot {
+    files: Vec<(PathBuf, Result<String, String>)>,
+    ignored: Vec<PathBuf>,
+}
+
+impl Snapshot {
+    /// Files that were found but are not read as policies (kustomize's).
+    pub fn ignored(&self) -> &[PathBuf] {
+        &self.ignored
+    }
+}
 
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     load_snapshot(&read_dir(dir)?)
@@ -23,32 +38,59 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
 
 /// Read every policy file under `dir` (a file that cannot be read is kept as its error).
 pub fn read_dir(dir: &Path) -> Result<Snapshot, PolicyErrors> {
+    read_paths(&[dir.to_path_buf()])
+}
+
+/// Read the policy files `paths` name: files as they are, directories searched
+/// recursively. No policy file at all is an error: a mistyped or empty directory must not
+/// pass for a valid set of zero policies.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Snapshot, PolicyErrors> {
     let mut files = vec![];
-    collect_files(dir, &mut files).map_err(|message| {
+    let mut ignored = vec![];
+    let at = |path: &Path, message: String| {
         PolicyErrors(vec![PolicyError {
-            file: dir.to_path_buf(),
+            file: path.to_path_buf(),
             line: 0,
             column: 0,
             message,
         }])
-    })?;
+    };
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| at(path, format!("cannot read policy directory or file: {e}")))?;
+        if meta.is_dir() {
+            collect_files(path, &mut files, &mut ignored).map_err(|m| at(path, m))?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        let path = paths.first().map_or(Path::new("."), PathBuf::as_path);
+        return Err(at(
+            path,
+            "holds no policy files (*.yaml, *.yml): is this the policy directory?".to_string(),
+        ));
+    }
     files.sort();
-    Ok(Snapshot(
-        files
+    files.dedup();
+    ignored.sort();
+    Ok(Snapshot {
+        files: files
             .into_iter()
             .map(|file| {
                 let text = read_policy_file(&file);
                 (file, text)
             })
             .collect(),
-    ))
+        ignored,
+    })
 }
 
 /// Parse and validate a snapshot: all or nothing.
 pub fn load_snapshot(snapshot: &Snapshot) -> Result<PolicySet, PolicyErrors> {
     let mut sources = vec![];
     let mut errors = vec![];
-    for (file, text) in &snapshot.0 {
+    for (file, text) in &snapshot.files {
         match text {
             Ok(text) => sources.push((file.as_path(), text.as_str())),
             Err(message) => errors.push(PolicyError {
@@ -82,21 +124,28 @@ fn read_policy_file(file: &Path) -> Result<String, String> {
 
 /// Policy files below `dir`, following symlinks (a ConfigMap volume is a tree of them) but
 /// skipping hidden entries such as the kubelet's `..data` and `..2024_…` directories, which
-/// hold the same files a second time.
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+/// hold the same files a second time, and kustomize's files (into `ignored`).
+fn collect_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<(), String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read policy directory {}: {e}", dir.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         let path = entry.path();
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
             continue;
         }
         let meta =
             std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if meta.is_dir() {
-            collect_files(&path, out)?;
+            collect_files(&path, out, ignored)?;
+        } else if KUSTOMIZATION_FILES.contains(&name.as_ref()) {
+            ignored.push(path);
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
@@ -128,55 +177,33 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
             });
         }
         for doc in docs {
-            let parsed: Result<PolicyDocument, _> = serde_saphyr::from_str_with_options(
-                &doc,
-                serde_saphyr::options! { with_snippet: false },
-            );
-            let doc = match parsed {
-                Ok(doc) => doc,
-                Err(e) => {
-                    let (line, column) = e
-                        .location()
-                        .map(|l| (l.line(), l.column()))
-                        .unwrap_or((0, 0));
-                    errors.push(PolicyError {
-                        file: path.to_path_buf(),
-                        line,
-                        column,
-                        message: bare_message(&e.to_string()),
-                    });
+            let at = |i: Issue| PolicyError {
+                file: path.to_path_buf(),
+                line: i.line,
+                column: i.column,
+                message: i.message,
+            };
+            let (policy, name_loc) = match document::check(&doc, &file) {
+                Ok(found) => found,
+                Err(issues) => {
+                    errors.extend(issues.into_iter().map(at));
                     continue;
                 }
             };
-            let name_loc = (
-                doc.metadata.name.value.clone(),
-                doc.metadata.name.referenced.line(),
-                doc.metadata.name.referenced.column(),
-            );
-            match validate(doc, &file) {
-                Ok(policy) => {
-                    let (name, line, column) = name_loc;
-                    if let Some((first_file, first_line)) = seen.get(&name) {
-                        errors.push(PolicyError {
-                            file: path.to_path_buf(),
-                            line,
-                            column,
-                            message: format!(
-                                "duplicate policy name {name:?}: already defined at {}:{first_line}",
-                                first_file.display()
-                            ),
-                        });
-                    } else {
-                        seen.insert(name, (path.to_path_buf(), line));
-                        policies.push(policy);
-                    }
-                }
-                Err(issues) => errors.extend(issues.into_iter().map(|i| PolicyError {
+            let (name, line, column) = name_loc;
+            if let Some((first_file, first_line)) = seen.get(&name) {
+                errors.push(PolicyError {
                     file: path.to_path_buf(),
-                    line: i.line,
-                    column: i.column,
-                    message: i.message,
-                })),
+                    line,
+                    column,
+                    message: format!(
+                        "duplicate policy name {name:?}: already defined at {}:{first_line}",
+                        first_file.display()
+                    ),
+                });
+            } else {
+                seen.insert(name, (path.to_path_buf(), line));
+                policies.push(policy);
             }
         }
     }
@@ -184,22 +211,6 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
         Ok(PolicySet::new(policies))
     } else {
         Err(PolicyErrors(errors))
-    }
-}
-
-/// The parser's message without its own "error: line L column C: " prefix (we print
-/// `file:line:column:` ourselves).
-fn bare_message(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or(rendered);
-    let without_error = first.strip_prefix("error: ").unwrap_or(first);
-    let message = match without_error.split_once(": ") {
-        Some((loc, rest)) if loc.starts_with("line ") => rest,
-        _ => without_error,
-    };
-    // serde's own errors end in " at line L, column C"; the location is already in front.
-    match message.rfind(" at line ") {
-        Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
-        _ => message.to_string(),
     }
 }
 

@@ -1,11 +1,14 @@
 //! Policies: the typed model ([`model`]), validation ([`validate`]), loading from a
 //! directory of YAML files ([`load`]) and the per-set index of candidates ([`index`]).
 
+pub mod document;
 pub mod index;
 pub mod load;
 pub mod model;
 pub mod names;
+pub mod schema;
 pub mod validate;
+pub mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -81,6 +84,7 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     names: Vec<String>,
     index: index::Index,
+    selects_namespaces: bool,
 }
 
 impl PolicySet {
@@ -98,11 +102,50 @@ impl PolicySet {
         policies.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         let names = policies.iter().map(|p| p.name.clone()).collect();
         let index = index::Index::build(&policies);
+        let selects_namespaces = policies
+            .iter()
+            .any(|p| p.mode != Mode::Off && p.matcher.namespace_selector.is_some());
         PolicySet {
             policies,
             names,
             index,
+            selects_namespaces,
         }
+    }
+
+    /// This set with its Audit policies enforced: what a rollout of them would do.
+    pub fn as_enforced(&self) -> PolicySet {
+        let mut policies = self.policies.clone();
+        for p in &mut policies {
+            if p.mode == Mode::Audit {
+                p.mode = Mode::Enforce;
+            }
+        }
+        PolicySet::new(policies)
+    }
+
+    /// This set with the modes of the policies named in `modes` changed (a test case
+    /// switching on one platform's policies and off another's). An unknown name is an error.
+    pub fn with_modes(
+        &self,
+        modes: &std::collections::BTreeMap<String, Mode>,
+    ) -> Result<PolicySet, String> {
+        if let Some(unknown) = modes.keys().find(|n| !self.names.contains(n)) {
+            return Err(format!("no policy is named {unknown:?}"));
+        }
+        let mut policies = self.policies.clone();
+        for p in &mut policies {
+            if let Some(mode) = modes.get(&p.name) {
+                p.mode = *mode;
+            }
+        }
+        Ok(PolicySet::new(policies))
+    }
+
+    /// Whether a policy that can apply selects namespaces by label: only then does the
+    /// server need the namespaces' labels (from the API).
+    pub fn selects_namespaces(&self) -> bool {
+        self.selects_namespaces
     }
 
     /// Which policies can apply to a pod of a role in a namespace.

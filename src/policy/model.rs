@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -19,18 +20,22 @@ pub const API_VERSION: &str = "spark-admission.dev/v1alpha1";
 pub const KIND: &str = "SparkPodPolicy";
 
 /// One YAML document as written by an admin.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyDocument {
+    #[schemars(with = "String")]
     pub api_version: Spanned<String>,
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
     pub metadata: Metadata,
+    #[schemars(with = "PolicySpec")]
     pub spec: Spanned<PolicySpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Free-form notes for humans; ignored by the engine.
     #[serde(default)]
@@ -39,26 +44,32 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicySpec {
     /// Application order: lower first; for single values the policy applied last wins.
     #[serde(default)]
     pub priority: i32,
     #[serde(rename = "match")]
+    #[schemars(with = "MatchSpec")]
     pub match_: Spanned<MatchSpec>,
     #[serde(default)]
     pub mode: Mode,
+    #[schemars(with = "Option<Placement>")]
     pub placement: Option<Spanned<Placement>>,
     #[serde(default)]
+    #[schemars(with = "Vec<TolerationSpec>")]
     pub tolerations: Vec<Spanned<TolerationSpec>>,
+    #[schemars(with = "Option<LocalDirs>")]
     pub local_dirs: Option<Spanned<LocalDirs>>,
     #[serde(default)]
+    #[schemars(with = "Vec<SecretEnv>")]
     pub secret_env: Vec<Spanned<SecretEnv>>,
+    #[schemars(with = "Option<MemoryPolicy>")]
     pub memory: Option<Spanned<MemoryPolicy>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum Mode {
     /// Change the pod.
     #[default]
@@ -71,10 +82,11 @@ pub enum Mode {
 }
 
 /// Which pods a policy applies to.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
     /// `driver` also covers SparkConnect servers; `connect-server` names them alone.
+    #[schemars(with = "Vec<SparkRole>")]
     pub roles: Spanned<Vec<SparkRole>>,
     /// Namespace names or `*` globs; empty means every namespace.
     #[serde(default)]
@@ -82,19 +94,23 @@ pub struct MatchSpec {
     #[serde(default)]
     pub exclude_namespaces: Vec<NamespacePattern>,
     pub pod_selector: Option<LabelSelector>,
+    /// Kubernetes label-selector semantics on the labels of the pod's namespace (the server
+    /// reads them from the API; offline, `--namespace-label` or the test case gives them).
+    pub namespace_selector: Option<LabelSelector>,
 }
 
 /// Kubernetes label-selector semantics: every `matchLabels` entry and every expression must hold.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelector {
     #[serde(default)]
     pub match_labels: BTreeMap<LabelKey, LabelValue>,
     #[serde(default)]
+    #[schemars(with = "Vec<SelectorRequirement>")]
     pub match_expressions: Vec<Spanned<SelectorRequirement>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SelectorRequirement {
     pub key: LabelKey,
@@ -103,7 +119,7 @@ pub struct SelectorRequirement {
     pub values: Vec<LabelValue>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum SelectorOperator {
     In,
     NotIn,
@@ -111,14 +127,14 @@ pub enum SelectorOperator {
     DoesNotExist,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capacity {
     Spot,
     OnDemand,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Eks,
@@ -127,7 +143,7 @@ pub enum Provider {
     Aks,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduling {
     /// nodeSelector or required node affinity: never on the other capacity.
@@ -138,7 +154,7 @@ pub enum Scheduling {
 }
 
 /// What to do when the submitter already set something the policy contradicts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnConflict {
     /// Leave the submitter's choice and warn.
@@ -151,7 +167,7 @@ pub enum OnConflict {
 }
 
 /// Where a Spark pod may run: spot or on-demand capacity.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Placement {
     pub capacity: Capacity,
@@ -167,7 +183,7 @@ pub struct Placement {
 }
 
 /// Self-managed capacity labels, e.g. `node-lifecycle: spot`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeLabel {
     pub key: LabelKey,
@@ -178,7 +194,7 @@ pub struct NodeLabel {
     pub spot_taint: Option<Taint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Taint {
     pub key: LabelKey,
@@ -187,7 +203,7 @@ pub struct Taint {
     pub effect: TaintEffect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum TaintEffect {
     NoSchedule,
     PreferNoSchedule,
@@ -204,14 +220,14 @@ impl TaintEffect {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum TolerationOperator {
     Equal,
     Exists,
 }
 
 /// A toleration to add to matching pods.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TolerationSpec {
     pub key: Option<LabelKey>,
@@ -222,9 +238,10 @@ pub struct TolerationSpec {
 }
 
 /// Scratch directories for shuffle and spill.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalDirs {
+    #[schemars(with = "Vec<LocalDirVolume>")]
     pub volumes: Spanned<Vec<Spanned<LocalDirVolume>>>,
     /// Also replace local dirs the submitter configured themselves.
     #[serde(default, rename = "override")]
@@ -232,7 +249,7 @@ pub struct LocalDirs {
 }
 
 /// One local dir: exactly one volume source, and optionally where to mount it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalDirVolume {
     pub host_path: Option<HostPathSource>,
@@ -255,7 +272,7 @@ impl LocalDirVolume {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostPathSource {
     pub path: AbsolutePath,
@@ -264,7 +281,7 @@ pub struct HostPathSource {
     pub type_: Option<HostPathType>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum HostPathType {
     DirectoryOrCreate,
     Directory,
@@ -279,20 +296,20 @@ impl HostPathType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EmptyDirSource {
     pub medium: Option<EmptyDirMedium>,
     pub size_limit: Option<MemoryQuantity>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum EmptyDirMedium {
     Memory,
 }
 
 /// A generic ephemeral volume: a PVC created with the pod and deleted with it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EphemeralSource {
     pub storage_class_name: Option<String>,
@@ -301,7 +318,7 @@ pub struct EphemeralSource {
     pub access_modes: Vec<AccessMode>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum AccessMode {
     ReadWriteOnce,
     ReadWriteOncePod,
@@ -319,7 +336,7 @@ impl AccessMode {
 }
 
 /// An env var on the Spark container filled from a Secret key.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretEnv {
     pub name: EnvName,
@@ -331,7 +348,7 @@ pub struct SecretEnv {
 }
 
 /// Bounds on the memory Spark adds on top of the JVM heap, and on the pod's memory.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MemoryPolicy {
     pub overhead: Option<OverheadBounds>,
@@ -343,7 +360,7 @@ pub struct MemoryPolicy {
 /// (`min` defaults to Spark's own 384Mi): raised to `min` whenever the heap is known, lowered
 /// only from Spark's default overhead (see `mutate::memory`). Executors only: a driver's
 /// heap is not in its pod.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverheadBounds {
     pub factor: Option<f64>,
@@ -351,14 +368,14 @@ pub struct OverheadBounds {
     pub max: Option<MemoryQuantity>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitRule {
     pub mode: LimitMode,
     pub headroom: Option<MemoryQuantity>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum LimitMode {
     /// limit = request (Spark's own choice; Guaranteed memory).
     EqualToRequest,
@@ -368,14 +385,14 @@ pub enum LimitMode {
     NoLimit,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MaxPodMemory {
     pub value: MemoryQuantity,
     pub action: MaxAction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MaxAction {
     Deny,

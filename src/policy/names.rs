@@ -138,6 +138,21 @@ macro_rules! validated_string {
                 $name::new(s).map_err(serde::de::Error::custom)
             }
         }
+
+        // A string in the schema; the checks above stay the loader's (`check` names them).
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string" })
+            }
+        }
     };
 }
 

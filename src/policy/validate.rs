@@ -12,15 +12,18 @@ use super::model::{
     API_VERSION, KIND,
 };
 use super::names::check_dns_subdomain;
+use super::yaml::Seg;
 use super::{LocalDirsPolicy, Policy};
 use crate::spark_pod::SparkRole;
 
-/// A problem at a line and column of the document's file.
+/// A problem at a line and column of the document's file; `path` names the field it is
+/// about, when the loader can point there more precisely than the span of its block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
     pub line: u64,
     pub column: u64,
     pub message: String,
+    pub path: Option<Vec<Seg>>,
 }
 
 /// Most local dirs a policy may add; more would be a typo, not a node.
@@ -34,9 +37,22 @@ impl Issues {
             line: span.referenced.line(),
             column: span.referenced.column(),
             message: message.into(),
+            path: None,
         });
     }
+
+    /// At the field `path` (from the document's root), or at `span` when it cannot be found.
+    fn field<T>(&mut self, span: &Spanned<T>, path: &[Seg], message: impl Into<String>) {
+        self.at(span, message);
+        if let Some(last) = self.0.last_mut() {
+            last.path = Some(path.to_vec());
+        }
+    }
 }
+
+use Seg::{Index as I, Key as K};
+
+const SPEC: Seg = K("spec");
 
 /// Check one document and turn it into a [`Policy`]; `origin` is `file` for messages.
 pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
@@ -44,27 +60,26 @@ pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
     check_header(&doc, &mut issues);
     let name = &doc.metadata.name;
     let spec = doc.spec.value;
-    check_match(&spec.match_.value, &mut issues);
-    if let Some(p) = &spec.placement {
-        check_placement(p, &mut issues);
-    }
-    let tolerations = tolerations(&spec.tolerations, &mut issues);
-    let local_dirs = spec
-        .local_dirs
-        .as_ref()
-        .map(|ld| local_dirs(ld, &mut issues));
-    check_secret_env(&spec.secret_env, &mut issues);
-    if let Some(mem) = &spec.memory {
-        check_memory(mem, &spec.match_.value.roles.value, &mut issues);
-    }
+    let sections = Sections {
+        name: None,
+        matcher: Some(&spec.match_.value),
+        placement: spec.placement.clone(),
+        tolerations: Some(spec.tolerations.clone()),
+        local_dirs: spec.local_dirs.clone(),
+        secret_env: Some(spec.secret_env.clone()),
+        memory: spec.memory.clone(),
+        roles: &spec.match_.value.roles.value,
+    };
+    issues.0.extend(check_sections(&sections));
     let does_nothing = spec.placement.is_none()
         && spec.tolerations.is_empty()
         && spec.local_dirs.is_none()
         && spec.secret_env.is_empty()
         && spec.memory.is_none();
     if does_nothing {
-        issues.at(
+        issues.field(
             &spec_span_ref(&spec.match_),
+            &[SPEC],
             "spec sets none of placement, tolerations, localDirs, secretEnv, memory: the policy would do nothing",
         );
     }
@@ -72,6 +87,11 @@ pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
     if !issues.0.is_empty() {
         return Err(issues.0);
     }
+    let tolerations = tolerations(&spec.tolerations, &mut issues);
+    let local_dirs = spec
+        .local_dirs
+        .as_ref()
+        .map(|ld| local_dirs(ld, &mut issues));
     Ok(Policy {
         name: name.value.clone(),
         priority: spec.priority,
@@ -84,6 +104,51 @@ pub fn validate(doc: PolicyDocument, file: &str) -> Result<Policy, Vec<Issue>> {
         secret_env: spec.secret_env.into_iter().map(|s| s.value).collect(),
         memory: spec.memory.map(|m| m.value),
     })
+}
+
+/// The sections of a policy document that could be read (all of them for a whole
+/// document; those that read on their own when a required field is missing).
+#[derive(Default)]
+pub struct Sections<'a> {
+    /// `metadata.name`, when checked here (a whole document checks it with its header).
+    pub name: Option<&'a Spanned<String>>,
+    pub matcher: Option<&'a MatchSpec>,
+    pub placement: Option<Spanned<Placement>>,
+    pub tolerations: Option<Vec<Spanned<TolerationSpec>>>,
+    pub local_dirs: Option<Spanned<LocalDirs>>,
+    pub secret_env: Option<Vec<Spanned<SecretEnv>>>,
+    pub memory: Option<Spanned<MemoryPolicy>>,
+    /// The roles the policy matches (memory rules depend on them).
+    pub roles: &'a [SparkRole],
+}
+
+/// The rules of each section.
+pub fn check_sections(s: &Sections<'_>) -> Vec<Issue> {
+    let mut issues = Issues(vec![]);
+    if let Some(name) = s.name {
+        if let Err(e) = check_dns_subdomain(&name.value, "metadata.name") {
+            issues.at(name, e);
+        }
+    }
+    if let Some(m) = s.matcher {
+        check_match(m, &mut issues);
+    }
+    if let Some(p) = &s.placement {
+        check_placement(p, &mut issues);
+    }
+    if let Some(t) = &s.tolerations {
+        tolerations(t, &mut issues);
+    }
+    if let Some(ld) = &s.local_dirs {
+        local_dirs(ld, &mut issues);
+    }
+    if let Some(env) = &s.secret_env {
+        check_secret_env(env, &mut issues);
+    }
+    if let Some(mem) = &s.memory {
+        check_memory(mem, s.roles, &mut issues);
+    }
+    issues.0
 }
 
 fn check_header(doc: &PolicyDocument, issues: &mut Issues) {
@@ -115,71 +180,79 @@ fn check_match(m: &MatchSpec, issues: &mut Issues) {
             "match.roles is empty: list at least one of driver, executor, connect-server",
         );
     }
-    let Some(selector) = &m.pod_selector else {
-        return;
-    };
-    for expr in &selector.match_expressions {
-        let needs_values = matches!(
-            expr.value.operator,
-            SelectorOperator::In | SelectorOperator::NotIn
-        );
-        if needs_values && expr.value.values.is_empty() {
-            issues.at(
-                expr,
-                format!(
-                    "podSelector expression on {:?}: operator {:?} needs at least one value",
-                    expr.value.key.as_str(),
-                    expr.value.operator
-                ),
+    let selectors = [
+        ("podSelector", &m.pod_selector),
+        ("namespaceSelector", &m.namespace_selector),
+    ];
+    for (field, selector) in selectors {
+        let Some(selector) = selector else { continue };
+        for (i, expr) in selector.match_expressions.iter().enumerate() {
+            let path = [SPEC, K("match"), K(field), K("matchExpressions"), I(i)];
+            let needs_values = matches!(
+                expr.value.operator,
+                SelectorOperator::In | SelectorOperator::NotIn
             );
-        }
-        if !needs_values && !expr.value.values.is_empty() {
-            issues.at(
-                expr,
-                format!(
-                    "podSelector expression on {:?}: operator {:?} takes no values",
-                    expr.value.key.as_str(),
-                    expr.value.operator
-                ),
-            );
+            let (key, op) = (expr.value.key.as_str(), expr.value.operator);
+            if needs_values && expr.value.values.is_empty() {
+                issues.field(
+                    expr,
+                    &[&path[..], &[K("operator")]].concat(),
+                    format!(
+                        "{field} expression on {key:?}: operator {op:?} needs at least one value"
+                    ),
+                );
+            }
+            if !needs_values && !expr.value.values.is_empty() {
+                issues.field(
+                    expr,
+                    &[&path[..], &[K("values")]].concat(),
+                    format!("{field} expression on {key:?}: operator {op:?} takes no values"),
+                );
+            }
         }
     }
 }
 
 fn check_placement(p: &Spanned<Placement>, issues: &mut Issues) {
+    let at = |field| [SPEC, K("placement"), K(field)];
     match (&p.value.provider, &p.value.node_label) {
-        (None, None) => issues.at(
+        (None, None) => issues.field(
             p,
+            &[SPEC, K("placement")],
             "placement needs either provider (eks, karpenter, gke, aks) or nodeLabel",
         ),
-        (Some(_), Some(_)) => issues.at(
+        (Some(_), Some(_)) => issues.field(
             p,
+            &at("nodeLabel"),
             "placement has both provider and nodeLabel; give only one",
         ),
         _ => {}
     }
     match (p.value.scheduling, p.value.weight) {
-        (Scheduling::Required, Some(_)) => issues.at(
+        (Scheduling::Required, Some(_)) => issues.field(
             p,
+            &at("weight"),
             "placement.weight is only meaningful with scheduling: preferred",
         ),
-        (Scheduling::Preferred, Some(w)) if !(1..=100).contains(&w) => {
-            issues.at(p, format!("placement.weight is {w}; it must be 1 to 100"))
-        }
+        (Scheduling::Preferred, Some(w)) if !(1..=100).contains(&w) => issues.field(
+            p,
+            &at("weight"),
+            format!("placement.weight is {w}; it must be 1 to 100"),
+        ),
         _ => {}
     }
 }
 
 fn tolerations(specs: &[Spanned<TolerationSpec>], issues: &mut Issues) -> Vec<Toleration> {
     let mut out = vec![];
-    for t in specs {
+    for (i, t) in specs.iter().enumerate() {
         match toleration(&t.value) {
             Ok(tol) => {
                 if !out.contains(&tol) {
                     out.push(tol);
                 }
             }
-            Err(e) => issues.at(t, e),
+            Err((field, e)) => issues.field(t, &[SPEC, K("tolerations"), I(i), K(field)], e),
         }
     }
     out
@@ -201,13 +274,15 @@ fn local_dirs(ld: &Spanned<LocalDirs>, issues: &mut Issues) -> LocalDirsPolicy {
     }
     let mut paths = BTreeSet::new();
     for (i, v) in volumes.value.iter().enumerate() {
-        if let Err(e) = check_local_dir(&v.value) {
-            issues.at(v, format!("localDirs.volumes[{i}]: {e}"));
+        let at = |field: &[Seg]| [&[SPEC, K("localDirs"), K("volumes"), I(i)], field].concat();
+        if let Err((field, e)) = check_local_dir(&v.value) {
+            issues.field(v, &at(field), format!("localDirs.volumes[{i}]: {e}"));
         }
         let path = v.value.mount_path_for(i as u32 + 1);
         if !paths.insert(path.clone()) {
-            issues.at(
+            issues.field(
                 v,
+                &at(&[K("mountPath")]),
                 format!("localDirs.volumes[{i}]: mount path {path} is used twice"),
             );
         }
@@ -220,10 +295,11 @@ fn local_dirs(ld: &Spanned<LocalDirs>, issues: &mut Issues) -> LocalDirsPolicy {
 
 fn check_secret_env(entries: &[Spanned<SecretEnv>], issues: &mut Issues) {
     let mut env_names = BTreeSet::new();
-    for s in entries {
+    for (i, s) in entries.iter().enumerate() {
         if !env_names.insert(s.value.name.clone()) {
-            issues.at(
+            issues.field(
                 s,
+                &[SPEC, K("secretEnv"), I(i), K("name")],
                 format!("secretEnv lists {} twice", s.value.name.as_str()),
             );
         }
@@ -232,14 +308,24 @@ fn check_secret_env(entries: &[Spanned<SecretEnv>], issues: &mut Issues) {
 
 fn check_memory(mem: &Spanned<MemoryPolicy>, roles: &[SparkRole], issues: &mut Issues) {
     let m = &mem.value;
+    let at = |fields: &[&'static str]| {
+        let mut path = vec![SPEC, K("memory")];
+        path.extend(fields.iter().map(|f| K(f)));
+        path
+    };
     if m.overhead.is_none() && m.limit.is_none() && m.max_pod_memory.is_none() {
-        issues.at(mem, "memory sets none of overhead, limit, maxPodMemory");
+        issues.field(
+            mem,
+            &at(&[]),
+            "memory sets none of overhead, limit, maxPodMemory",
+        );
     }
     if let Some(o) = &m.overhead {
         check_overhead(o, mem, issues);
         if let Some(r) = roles.iter().find(|r| r.is_driver()) {
-            issues.at(
+            issues.field(
                 mem,
+                &at(&["overhead"]),
                 format!(
                     "memory.overhead cannot apply to role {}: a driver's heap is not in its pod (spark.driver.memory is in a ConfigMap Spark creates after the pod); match executors only",
                     r.as_str()
@@ -249,12 +335,14 @@ fn check_memory(mem: &Spanned<MemoryPolicy>, roles: &[SparkRole], issues: &mut I
     }
     if let Some(l) = &m.limit {
         match (l.mode, l.headroom) {
-            (LimitMode::RequestPlusHeadroom, None) => issues.at(
+            (LimitMode::RequestPlusHeadroom, None) => issues.field(
                 mem,
+                &at(&["limit", "mode"]),
                 "memory.limit.mode RequestPlusHeadroom needs memory.limit.headroom",
             ),
-            (LimitMode::EqualToRequest | LimitMode::NoLimit, Some(_)) => issues.at(
+            (LimitMode::EqualToRequest | LimitMode::NoLimit, Some(_)) => issues.field(
                 mem,
+                &at(&["limit", "headroom"]),
                 "memory.limit.headroom is only used with mode RequestPlusHeadroom",
             ),
             _ => {}
@@ -262,24 +350,31 @@ fn check_memory(mem: &Spanned<MemoryPolicy>, roles: &[SparkRole], issues: &mut I
     }
     if let Some(max) = &m.max_pod_memory {
         if max.value.0 .0 == 0 {
-            issues.at(mem, "memory.maxPodMemory.value must be above 0");
+            issues.field(
+                mem,
+                &at(&["maxPodMemory", "value"]),
+                "memory.maxPodMemory.value must be above 0",
+            );
         }
     }
 }
 
 fn check_overhead(o: &OverheadBounds, mem: &Spanned<MemoryPolicy>, issues: &mut Issues) {
+    let at = |field: &'static str| [SPEC, K("memory"), K("overhead"), K(field)];
     if let Some(f) = o.factor {
         if !(f > 0.0 && f <= 10.0) {
-            issues.at(
+            issues.field(
                 mem,
+                &at("factor"),
                 format!("memory.overhead.factor is {f}; it must be above 0 and at most 10"),
             );
         }
     }
     if let (Some(min), Some(max)) = (o.min, o.max) {
         if min > max {
-            issues.at(
+            issues.field(
                 mem,
+                &at("min"),
                 format!(
                     "memory.overhead.min ({}) is above memory.overhead.max ({})",
                     min.0, max.0
@@ -288,7 +383,11 @@ fn check_overhead(o: &OverheadBounds, mem: &Spanned<MemoryPolicy>, issues: &mut 
         }
     }
     if o.factor.is_none() && o.min.is_none() && o.max.is_none() {
-        issues.at(mem, "memory.overhead sets none of factor, min, max");
+        issues.field(
+            mem,
+            &[SPEC, K("memory"), K("overhead")],
+            "memory.overhead sets none of factor, min, max",
+        );
     }
 }
 
@@ -297,17 +396,27 @@ fn spec_span_ref<T>(s: &Spanned<T>) -> Spanned<()> {
 }
 
 /// A policy toleration as the Kubernetes object, after the API server's own rules.
-fn toleration(t: &TolerationSpec) -> Result<Toleration, String> {
+/// On error, the field at fault and why.
+fn toleration(t: &TolerationSpec) -> Result<Toleration, (&'static str, String)> {
     let op = t.operator.unwrap_or(TolerationOperator::Equal);
     if op == TolerationOperator::Exists && t.value.as_ref().is_some_and(|v| !v.as_str().is_empty())
     {
-        return Err("toleration with operator Exists must not have a value".into());
+        return Err((
+            "value",
+            "toleration with operator Exists must not have a value".into(),
+        ));
     }
     if t.key.is_none() && op != TolerationOperator::Exists {
-        return Err("toleration without a key must use operator Exists".into());
+        return Err((
+            "operator",
+            "toleration without a key must use operator Exists".into(),
+        ));
     }
     if t.toleration_seconds.is_some() && t.effect != Some(super::model::TaintEffect::NoExecute) {
-        return Err("tolerationSeconds is only allowed with effect NoExecute".into());
+        return Err((
+            "tolerationSeconds",
+            "tolerationSeconds is only allowed with effect NoExecute".into(),
+        ));
     }
     Ok(Toleration {
         key: t.key.as_ref().map(|k| k.to_string()),
@@ -324,7 +433,8 @@ fn toleration(t: &TolerationSpec) -> Result<Toleration, String> {
     })
 }
 
-fn check_local_dir(v: &LocalDirVolume) -> Result<(), String> {
+/// On error, the field at fault (relative to the volume) and why.
+fn check_local_dir(v: &LocalDirVolume) -> Result<(), (&'static [Seg], String)> {
     let sources = [
         v.host_path.is_some(),
         v.empty_dir.is_some(),
@@ -334,16 +444,21 @@ fn check_local_dir(v: &LocalDirVolume) -> Result<(), String> {
     .filter(|s| **s)
     .count();
     if sources != 1 {
-        return Err(format!(
-            "set exactly one of hostPath, emptyDir, ephemeral (found {sources})"
+        return Err((
+            &[],
+            format!("set exactly one of hostPath, emptyDir, ephemeral (found {sources})"),
         ));
     }
     if let Some(e) = &v.ephemeral {
         if e.size.0 .0 == 0 {
-            return Err("ephemeral.size must be above 0".into());
+            return Err((
+                &[K("ephemeral"), K("size")],
+                "ephemeral.size must be above 0".into(),
+            ));
         }
         if let Some(sc) = &e.storage_class_name {
-            check_dns_subdomain(sc, "ephemeral.storageClassName")?;
+            check_dns_subdomain(sc, "ephemeral.storageClassName")
+                .map_err(|e| (&[K("ephemeral"), K("storageClassName")][..], e))?;
         }
     }
     Ok(())

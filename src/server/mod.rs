@@ -15,6 +15,7 @@ pub mod connection;
 pub mod duration;
 pub mod listener;
 pub mod metrics;
+pub mod namespaces;
 pub mod reload;
 pub mod shutdown;
 pub mod tls;
@@ -196,6 +197,8 @@ impl Config {
 /// State shared by the handlers and the reloaders.
 pub struct AppState {
     pub policies: PolicyStore,
+    /// The labels of the cluster's namespaces, watched once a policy selects by them.
+    pub namespaces: namespaces::NamespaceCache,
     pub certs: Arc<CertStore>,
     pub metrics: Metrics,
     pub phase: watch::Receiver<Phase>,
@@ -217,11 +220,15 @@ impl AppState {
     /// Ready: a good policy set, a certificate, and not shutting down.
     pub fn readiness(&self) -> Result<(), String> {
         let mut problems = vec![];
-        if self.policies.current().is_none() {
-            problems.push(format!(
+        match self.policies.current() {
+            None => problems.push(format!(
                 "no valid policy set loaded from {}",
                 self.policies.dir().display()
-            ));
+            )),
+            Some(set) if set.selects_namespaces() && !self.namespaces.is_synced() => {
+                problems.push(self.namespaces.not_synced_reason())
+            }
+            Some(_) => {}
         }
         if !self.certs.is_loaded() {
             problems.push("no serving certificate loaded".to_string());
@@ -269,7 +276,14 @@ pub async fn reload_policies(state: &Arc<AppState>, settle: Duration) {
         Ok(PolicyPoll::Unsettled) => {
             info!(dir = %state.policies.dir().display(), "policy files are being written; reading them again at the next poll")
         }
-        Ok(PolicyPoll::Loaded { generation, names }) => {
+        Ok(PolicyPoll::Loaded {
+            generation,
+            names,
+            ignored,
+        }) => {
+            for file in ignored {
+                info!(file = %file.display(), "kustomize's file in the policy directory: not read as policies");
+            }
             info!(
                 generation,
                 policies = names.join(","),
@@ -277,6 +291,13 @@ pub async fn reload_policies(state: &Arc<AppState>, settle: Duration) {
                 "policy set loaded"
             );
             state.metrics.policy_reload(true, Some(generation));
+            if state
+                .policies
+                .current()
+                .is_some_and(|set| set.selects_namespaces())
+            {
+                state.namespaces.start();
+            }
         }
         Ok(PolicyPoll::Failed(errors)) => {
             for e in &errors.0 {
@@ -359,6 +380,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let state = Arc::new(AppState {
         policies: PolicyStore::new(config.policies.clone()),
+        namespaces: namespaces::NamespaceCache::new(),
         certs,
         metrics: Metrics::new(),
         phase: phase_rx.clone(),

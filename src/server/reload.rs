@@ -27,6 +27,8 @@ pub enum PolicyPoll {
     Loaded {
         generation: u64,
         names: Vec<String>,
+        /// kustomize's files found beside the policies, not read (said in the log).
+        ignored: Vec<PathBuf>,
     },
     Failed(PolicyErrors),
 }
@@ -100,7 +102,11 @@ impl PolicyStore {
                     *current = Some(Arc::new(set));
                 }
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                PolicyPoll::Loaded { generation, names }
+                PolicyPoll::Loaded {
+                    generation,
+                    names,
+                    ignored: snapshot.ignored().to_vec(),
+                }
             }
             Err(errors) => PolicyPoll::Failed(errors),
         }
@@ -150,13 +156,13 @@ mod tests {
         std::os::unix::fs::symlink("..data/p.yaml", dir.join("p.yaml")).unwrap();
         let store = PolicyStore::new(dir.clone());
         assert!(
-            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 1, ref names } if names == &["p"])
+            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 1, ref names, .. } if names == &["p"])
         );
         assert!(matches!(store.poll(Duration::ZERO), PolicyPoll::Unchanged));
         std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
         fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
         assert!(
-            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 2, ref names } if names == &["q"])
+            matches!(store.poll(Duration::ZERO), PolicyPoll::Loaded { generation: 2, ref names, .. } if names == &["q"])
         );
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -27,7 +27,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What answers a `/mutate` body; [`crate::admission::review`] in the product, a stand-in in
 /// tests that need the engine to fail.
-pub type Evaluator = fn(&crate::policy::PolicySet, &[u8]) -> Reply;
+pub type Evaluator =
+    fn(&crate::policy::PolicySet, &dyn crate::admission::Namespaces, &[u8]) -> Reply;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -335,7 +336,9 @@ async fn answer(
     // another thread, no thread per request): its cost is linear in the body, which is
     // bounded. A panic becomes an answer, never a dropped connection.
     let evaluate = state.evaluator;
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluate(&policies, &bytes))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        evaluate(&policies, &state.namespaces, &bytes)
+    })) {
         Ok(reply) => reply,
         Err(panic) => {
             let what = panic

@@ -159,9 +159,10 @@ struct ReviewIn<'a> {
     request: Option<&'a RawValue>,
 }
 
-/// The fields of an AdmissionRequest this webhook reads; the pod stays raw JSON text.
+/// The fields of an AdmissionRequest this webhook reads. `O` is how the pod is read: raw JSON
+/// text, or [`PodIn`] on the fast path.
 #[derive(Deserialize)]
-struct RequestIn<'a> {
+struct RequestIn<O> {
     uid: Option<Value>,
     kind: Option<Value>,
     operation: Option<Value>,
@@ -170,8 +171,107 @@ struct RequestIn<'a> {
     sub_resource: Option<Value>,
     #[serde(rename = "dryRun")]
     dry_run: Option<Value>,
+    object: Option<O>,
+}
+
+/// The pod of a request: parsed in the same pass as the envelope when the request is known
+/// to be a Pod CREATE by the time `object` arrives (the API server writes `kind` and
+/// `operation` before it), else kept as raw JSON text.
+enum PodIn<'a> {
+    Typed(Box<Pod>),
+    Raw(&'a RawValue),
+}
+
+/// The envelope read in one pass, pod included; any error sends the body to the slow path
+/// ([`parse`]), which names it precisely.
+#[derive(Deserialize)]
+struct ReviewFast<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    kind: Option<Value>,
     #[serde(borrow)]
-    object: Option<&'a RawValue>,
+    request: Option<RequestFast<'a>>,
+}
+
+struct RequestFast<'a>(RequestIn<PodIn<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestFast<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum Field {
+            Uid,
+            Kind,
+            Operation,
+            Namespace,
+            SubResource,
+            DryRun,
+            Object,
+            #[serde(other)]
+            Other,
+        }
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = RequestFast<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionRequest object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut r = RequestIn {
+                    uid: None,
+                    kind: None,
+                    operation: None,
+                    namespace: None,
+                    sub_resource: None,
+                    dry_run: None,
+                    object: None,
+                };
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Uid => r.uid = map.next_value()?,
+                        Field::Kind => r.kind = map.next_value()?,
+                        Field::Operation => r.operation = map.next_value()?,
+                        Field::Namespace => r.namespace = map.next_value()?,
+                        Field::SubResource => r.sub_resource = map.next_value()?,
+                        Field::DryRun => r.dry_run = map.next_value()?,
+                        Field::Object if is_pod_create(&r) => {
+                            r.object = map
+                                .next_value::<Option<Pod>>()?
+                                .map(|p| PodIn::Typed(Box::new(p)));
+                        }
+                        Field::Object => {
+                            r.object = map.next_value::<Option<&'a RawValue>>()?.map(PodIn::Raw)
+                        }
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RequestFast(r))
+            }
+        }
+        de.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// Whether the request read so far is a Pod CREATE (not of a subresource).
+fn is_pod_create<O>(r: &RequestIn<O>) -> bool {
+    let kind = r.kind.as_ref();
+    kind.and_then(|k| k.get("kind")).and_then(Value::as_str) == Some("Pod")
+        && kind
+            .and_then(|k| k.get("group"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        && r.operation.as_ref().and_then(Value::as_str) == Some("CREATE")
+        && r.sub_resource
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
 }
 
 /// What a Pod shows before it is parsed: enough to skip pods that are not Spark pods.
@@ -199,38 +299,65 @@ struct LabelsPeek {
 /// A request this webhook answers.
 struct Request<'a> {
     uid: String,
-    /// `None` when it is not a Pod CREATE (with the reason, for the log).
-    pod: Result<&'a RawValue, String>,
+    /// The pod, or why there is none to look at (not a Pod CREATE), for the log.
+    pod: Result<PodIn<'a>, String>,
     namespace: Option<String>,
     operation: String,
     dry_run: bool,
 }
 
-/// Read the envelope.
+/// Read the envelope: in one pass when it is well formed, else the slow way, which names
+/// what is wrong.
 fn parse(body: &[u8]) -> Result<Request<'_>, Rejection> {
+    // UTF-8 checked once for the whole body, not string by string as `from_slice` does.
+    let fast = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<ReviewFast>(text).ok());
+    if let Some(review) = fast {
+        check_envelope(review.api_version, review.kind)?;
+        let request = review.request.ok_or(EnvelopeError::NoRequest)?.0;
+        return request_from(request);
+    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        // Not an object: say what it is (or why it is not JSON), the slow way.
+        // Not an object: say what it is (or why it is not JSON).
         let value: Value =
             serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
         return Err(EnvelopeError::NotAnObject(json_type(&value)).into());
     }
     let review: ReviewIn = serde_json::from_slice(body).map_err(envelope_error)?;
-    match review.api_version {
-        None | Some(Value::Null) => return Err(EnvelopeError::MissingApiVersion.into()),
-        Some(Value::String(v)) if v == API_VERSION => {}
-        Some(other) => return Err(EnvelopeError::WrongApiVersion(other.to_string()).into()),
-    }
-    match review.kind {
-        Some(Value::String(k)) if k == KIND => {}
-        Some(other) => return Err(EnvelopeError::WrongKind(other.to_string()).into()),
-        None => return Err(EnvelopeError::WrongKind("missing".to_string()).into()),
-    }
+    check_envelope(review.api_version, review.kind)?;
     let raw = review
         .request
         .filter(|r| r.get().starts_with('{'))
         .ok_or(EnvelopeError::NoRequest)?;
-    let request: RequestIn = serde_json::from_str(raw.get()).map_err(envelope_error)?;
+    let request: RequestIn<&RawValue> = serde_json::from_str(raw.get()).map_err(envelope_error)?;
+    request_from(RequestIn {
+        object: request.object.filter(|o| o.get() != "null").map(PodIn::Raw),
+        uid: request.uid,
+        kind: request.kind,
+        operation: request.operation,
+        namespace: request.namespace,
+        sub_resource: request.sub_resource,
+        dry_run: request.dry_run,
+    })
+}
+
+fn check_envelope(api_version: Option<Value>, kind: Option<Value>) -> Result<(), EnvelopeError> {
+    match api_version {
+        None | Some(Value::Null) => return Err(EnvelopeError::MissingApiVersion),
+        Some(Value::String(v)) if v == API_VERSION => {}
+        Some(other) => return Err(EnvelopeError::WrongApiVersion(other.to_string())),
+    }
+    match kind {
+        Some(Value::String(k)) if k == KIND => Ok(()),
+        Some(other) => Err(EnvelopeError::WrongKind(other.to_string())),
+        None => Err(EnvelopeError::WrongKind("missing".to_string())),
+    }
+}
+
+/// The request's fields, checked.
+fn request_from(request: RequestIn<PodIn<'_>>) -> Result<Request<'_>, Rejection> {
     let uid = match request.uid {
         Some(Value::String(uid)) if !uid.is_empty() => uid,
         _ => return Err(EnvelopeError::NoUid.into()),
@@ -270,7 +397,6 @@ fn parse(body: &[u8]) -> Result<Request<'_>, Rejection> {
     } else {
         Ok(request
             .object
-            .filter(|o| o.get() != "null")
             .ok_or_else(|| fail(RequestError::MissingField("object")))?)
     };
     Ok(Request {
@@ -364,7 +490,11 @@ fn answer(
     };
 
     let object = match request.pod {
-        Ok(object) => object,
+        Ok(PodIn::Typed(pod)) => {
+            summary.pod_name = name_of(&pod);
+            return respond(evaluate_pod(policies, *pod, summary, &fail)?, summary);
+        }
+        Ok(PodIn::Raw(object)) => object,
         Err(why) => {
             summary.note = Some(why);
             return Ok((true, ResponseExtras::default()));
@@ -375,12 +505,7 @@ fn answer(
     let pod = if object.get().contains(crate::spark_pod::ROLE_LABEL) {
         // On failure the peek names a wrong kind more plainly than the typed parse.
         let pod = read_pod(object).map_err(|e| fail(peek(object).err().unwrap_or(e)))?;
-        summary.pod_name = pod
-            .metadata
-            .name
-            .clone()
-            .or_else(|| pod.metadata.generate_name.clone())
-            .filter(|n| !n.is_empty());
+        summary.pod_name = name_of(&pod);
         pod
     } else {
         let (name, role) = peek(object).map_err(fail)?;
@@ -391,12 +516,29 @@ fn answer(
         }
         read_pod(object).map_err(fail)?
     };
-    let evaluation = decide(policies, pod, summary.namespace.as_deref()).map_err(|e| match e {
+    respond(evaluate_pod(policies, pod, summary, &fail)?, summary)
+}
+
+fn evaluate_pod(
+    policies: &PolicySet,
+    pod: Pod,
+    summary: &Summary,
+    fail: &dyn Fn(RequestError) -> Rejection,
+) -> Result<Evaluation<()>, Rejection> {
+    decide(policies, pod, summary.namespace.as_deref()).map_err(|e| match e {
         PodError::Internal(message) => Rejection::Internal(message),
         PodError::NotAPod(m) => fail(RequestError::NotAPod(m)),
         PodError::Invalid(m) => fail(RequestError::InvalidPod(m)),
-    })?;
-    respond(evaluation, summary)
+    })
+}
+
+/// `metadata.name`, or `generateName` before the API server has made the name.
+fn name_of(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .name
+        .clone()
+        .or_else(|| pod.metadata.generate_name.clone())
+        .filter(|n| !n.is_empty())
 }
 
 /// What the answer carries for an evaluated pod.

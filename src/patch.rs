@@ -69,13 +69,10 @@ fn diff_at(path: &mut Vec<String>, from: &Value, to: &Value, ops: &mut Vec<Patch
 /// [`diff_middle`].
 fn diff_array(path: &mut Vec<String>, a: &[Value], b: &[Value], ops: &mut Vec<PatchOperation>) {
     let (prefix, suffix) = common_ends(a, b);
-    diff_middle(
-        path,
-        &a[prefix..a.len() - suffix],
-        &b[prefix..b.len() - suffix],
-        prefix,
-        ops,
-    );
+    let middle = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let anchors = anchors(middle.0, middle.1);
+    // Cloning a JSON value cannot fail.
+    let _ = diff_middle(path, middle, anchors, prefix, &|v| Ok(v.clone()), ops);
 }
 
 /// The lengths of the common prefix and the common suffix of two lists (not overlapping).
@@ -91,23 +88,49 @@ fn common_ends<T: PartialEq>(a: &[T], b: &[T]) -> (usize, usize) {
 }
 
 /// Edit script for the differing middle of an array, which starts at array position
-/// `start`: anchors (see [`anchors`]) are kept; each gap between anchors pairs old and new
-/// elements by position (diffing inside a pair), then removes or adds the rest. Indices
-/// are tracked as the operations apply one after another.
-fn diff_middle(
+/// `start`: the anchors are kept; each gap between anchors pairs old and new elements by
+/// position (diffing inside a pair), then removes or adds the rest. Indices are tracked as
+/// the operations apply one after another. `json` turns an element into JSON: only the
+/// elements in gaps are turned.
+fn diff_middle<T>(
     path: &mut Vec<String>,
-    a: &[Value],
-    b: &[Value],
+    (a, b): (&[T], &[T]),
+    anchors: Vec<(usize, usize)>,
     start: usize,
+    json: &dyn Fn(&T) -> Result<Value, serde_json::Error>,
     ops: &mut Vec<PatchOperation>,
-) {
+) -> Result<(), serde_json::Error> {
     let mut index = start; // position in the array as patched so far
     let (mut i, mut j) = (0, 0);
-    for (ai, bj) in anchors(a, b).into_iter().chain([(a.len(), b.len())]) {
-        diff_gap(path, &a[i..ai], &b[j..bj], &mut index, ops);
+    for (ai, bj) in anchors.into_iter().chain([(a.len(), b.len())]) {
+        let (gap_a, gap_b) = (&a[i..ai], &b[j..bj]);
+        let paired = gap_a.len().min(gap_b.len());
+        for (x, y) in gap_a.iter().zip(gap_b) {
+            path.push(index.to_string());
+            diff_at(path, &json(x)?, &json(y)?, ops);
+            path.pop();
+            index += 1;
+        }
+        for _ in paired..gap_a.len() {
+            path.push(index.to_string());
+            ops.push(PatchOperation::Remove(RemoveOperation {
+                path: pointer(path),
+            }));
+            path.pop();
+        }
+        for y in &gap_b[paired..] {
+            path.push(index.to_string());
+            ops.push(PatchOperation::Add(AddOperation {
+                path: pointer(path),
+                value: json(y)?,
+            }));
+            path.pop();
+            index += 1;
+        }
         index += 1; // the anchor itself (or, after the last gap, nothing)
         (i, j) = (ai + 1, bj + 1);
     }
+    Ok(())
 }
 
 /// The operations that turn the typed value `from` into `to`, found at `path` (`None` is
@@ -160,50 +183,36 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
     if prefix == a.len() && prefix == b.len() {
         return Ok(());
     }
+    let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
+    if is_small(a, b) {
+        // Typed anchors: only the elements in gaps become JSON.
+        let anchors = anchors_by_comparison(a, b);
+        return diff_middle(
+            &mut path,
+            (a, b),
+            anchors,
+            prefix,
+            &|x| serde_json::to_value(x),
+            ops,
+        );
+    }
     let json = |items: &[T]| {
         items
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<Vec<_>, _>>()
     };
-    let middle_a = json(&a[prefix..a.len() - suffix])?;
-    let middle_b = json(&b[prefix..b.len() - suffix])?;
-    let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
-    diff_middle(&mut path, &middle_a, &middle_b, prefix, ops);
-    Ok(())
-}
-
-/// One gap between anchors: `a` is replaced by `b`, starting at array position `index`.
-fn diff_gap(
-    path: &mut Vec<String>,
-    a: &[Value],
-    b: &[Value],
-    index: &mut usize,
-    ops: &mut Vec<PatchOperation>,
-) {
-    let paired = a.len().min(b.len());
-    for (x, y) in a.iter().zip(b) {
-        path.push(index.to_string());
-        diff_at(path, x, y, ops);
-        path.pop();
-        *index += 1;
-    }
-    for _ in paired..a.len() {
-        path.push(index.to_string());
-        ops.push(PatchOperation::Remove(RemoveOperation {
-            path: pointer(path),
-        }));
-        path.pop();
-    }
-    for y in &b[paired..] {
-        path.push(index.to_string());
-        ops.push(PatchOperation::Add(AddOperation {
-            path: pointer(path),
-            value: y.clone(),
-        }));
-        path.pop();
-        *index += 1;
-    }
+    let (a, b) = (json(a)?, json(b)?);
+    let anchors = anchors_by_hashing(&a, &b);
+    diff_middle(
+        &mut path,
+        (&a, &b),
+        anchors,
+        prefix,
+        &|v| Ok(v.clone()),
+        ops,
+    )
 }
 
 /// Pairs `(i, j)` with `a[i] == b[j]`, increasing in both, where the element occurs exactly
@@ -215,6 +224,21 @@ fn anchors(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
     if a.is_empty() || b.is_empty() {
         return vec![];
     }
+    if is_small(a, b) {
+        anchors_by_comparison(a, b)
+    } else {
+        anchors_by_hashing(a, b)
+    }
+}
+
+/// Whether two lists are short enough to compare their elements pairwise: what policies
+/// change is a few entries, and comparing those is cheaper than hashing them.
+fn is_small<T>(a: &[T], b: &[T]) -> bool {
+    (a.len() + b.len()) * (a.len() + b.len()) <= SMALL
+}
+
+/// [`anchors`] in O(n log n), by hashing every element.
+fn anchors_by_hashing(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
     let keys = RandomState::new();
     // hash → (count in a, index in a, count in b, index in b)
     let mut seen: HashMap<u64, (u32, usize, u32, usize)> = HashMap::with_capacity(a.len());
@@ -235,6 +259,24 @@ fn anchors(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
         .map(|(_, i, _, j)| (i, j))
         .collect();
     unique.sort_unstable();
+    longest_increasing(&unique)
+}
+
+/// Up to this many element comparisons, anchors are found by comparing all pairs.
+const SMALL: usize = 256;
+
+/// [`anchors`] for short lists, by comparing elements pairwise: O((n + m)²).
+fn anchors_by_comparison<T: PartialEq>(a: &[T], b: &[T]) -> Vec<(usize, usize)> {
+    let once_in = |list: &[T], x: &T| list.iter().filter(|y| *y == x).count() == 1;
+    let unique: Vec<(usize, usize)> = a
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| once_in(a, x))
+        .filter_map(|(i, x)| {
+            let j = b.iter().position(|y| y == x)?;
+            once_in(b, x).then_some((i, j))
+        })
+        .collect();
     longest_increasing(&unique)
 }
 
@@ -452,6 +494,22 @@ mod tests {
         b.insert(900, moved);
         let p = check(Value::Array(a), Value::Array(b));
         assert_eq!(p.0.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn short_and_long_lists_find_the_same_anchors() {
+        let list = |v: &[u64]| v.iter().map(|n| json!(n)).collect::<Vec<_>>();
+        for (a, b) in [
+            (list(&[1, 2, 3, 2, 5]), list(&[5, 1, 2, 3, 9])),
+            (list(&[1, 1, 1]), list(&[1, 2])),
+            (list(&[4, 3, 2, 1]), list(&[1, 2, 3, 4])),
+        ] {
+            assert_eq!(
+                anchors_by_comparison(&a, &b),
+                anchors_by_hashing(&a, &b),
+                "{a:?} {b:?}"
+            );
+        }
     }
 
     #[test]

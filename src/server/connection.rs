@@ -46,7 +46,9 @@ pub struct Limits {
     pub header: Duration,
     /// No request in progress (keep-alive); longer than the API server's 90 s.
     pub idle: Duration,
-    /// Concurrent HTTP/2 streams per connection.
+    /// Concurrent HTTP/2 streams per connection. RFC 9113 §6.5.2 recommends at least 100:
+    /// a client may open that many before it sees this setting, and streams over the limit
+    /// are refused (`REFUSED_STREAM`), which not every client retries.
     pub max_streams: u32,
     /// After SIGTERM, how long a connection that has not sent its first request may still
     /// send it (it is answered with `Connection: close`).
@@ -59,7 +61,7 @@ impl Default for Limits {
             handshake: Duration::from_secs(10),
             header: Duration::from_secs(10),
             idle: Duration::from_secs(120),
-            max_streams: 32,
+            max_streams: 100,
             stop_grace: Duration::from_secs(1),
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! Bounded by construction: a fixed number of threads (the runtime's `--workers`, one admin
 //! thread, at most one blocking thread for reloads), at most `--max-connections`
-//! connections of at most 32 HTTP/2 streams, at most `--max-inflight-bytes` of request
+//! connections of at most 100 HTTP/2 streams, at most `--max-inflight-bytes` of request
 //! bodies, and a timeout on every wait.
 
 pub mod admin;

@@ -127,6 +127,25 @@ pub fn write_policies(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// Lay out `files` as a kubelet-managed volume in `dir`, version `version`, swapping `..data`.
+pub fn kubelet_update(dir: &Path, version: &str, files: &[(&str, &str)]) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data).unwrap();
+    for (name, text) in files {
+        std::fs::write(data.join(name), text).unwrap();
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (name, _) in files {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+}
+
 /// A server running in this process on free loopback ports.
 pub struct TestServer {
     pub server: Option<RunningServer>,

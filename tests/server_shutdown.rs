@@ -255,9 +255,10 @@ fn log_fields(logs: &[String], message: &str) -> Option<Value> {
         .map(|v| v["fields"].clone())
 }
 
-/// Stalled clients bound the drain by the stop grace (1 s), not by the header timeout or the
-/// shutdown timeout: an HTTP/2 client that ignores GOAWAY, a half-sent request head and idle
-/// keep-alive connections are closed; a request whose body stalls is cut at the shutdown
+/// Stalled clients bound the drain by the stop grace (1 s), not by the header or handshake
+/// timeout or the shutdown timeout: an HTTP/2 client that ignores GOAWAY, a TCP connection
+/// that never starts TLS, a half-sent request head and idle keep-alive connections are
+/// closed; a request whose body stalls is cut at the shutdown
 /// timeout. The shutdown log counts exactly the connections that are open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_counts_them() {
@@ -296,6 +297,8 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
+    // A TCP connection that never starts TLS.
+    let no_tls = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
     // Half a request head.
     let mut half_head = tls_connect(bin.addr, h1.clone()).await.unwrap();
     half_head
@@ -321,7 +324,7 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
     let logs = bin.logs.lock().unwrap().clone();
     let stopped = log_fields(&logs, "stopped accepting; idle connections close now, requests in flight finish")
         .expect("stopped accepting logged");
-    assert_eq!(stopped["open_connections"], 5, "{stopped}");
+    assert_eq!(stopped["open_connections"], 6, "{stopped}");
     let cut = log_fields(&logs, "shutdown timeout reached; cutting the remaining connections")
         .expect("the stalled body is cut at the shutdown timeout");
     assert_eq!(cut["remaining"], 1, "only the request in progress is left: {cut}");
@@ -330,5 +333,5 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
         took < Duration::from_millis(200 + 3000 + 800),
         "exit took {took:?}"
     );
-    drop((idle, silent_h2, half_head, half_body));
+    drop((idle, silent_h2, no_tls, half_head, half_body));
 }

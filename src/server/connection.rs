@@ -252,14 +252,28 @@ pub async fn serve(
 ) {
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
-    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            debug!(?peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(?peer, "TLS handshake timed out");
+    // While the server stops, a handshake still under way gets the stop grace, not the full
+    // handshake timeout: a TCP connection that never starts TLS must not hold the exit.
+    let mut stop = phase.clone();
+    let stopped = async {
+        super::shutdown::stopping(&mut stop).await;
+        tokio::time::sleep(limits.stop_grace).await;
+    };
+    let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(tcp));
+    let tls = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(?peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(?peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = stopped => {
+            debug!(?peer, "TLS handshake not done within the stop grace");
             return;
         }
     };

@@ -284,7 +284,11 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
     for _ in 0..2 {
         let mut c = H1::connect(bin.addr, h1.clone()).await.unwrap();
         let a = c
-            .post("/mutate?timeout=10s", Some("application/json"), body.clone())
+            .post(
+                "/mutate?timeout=10s",
+                Some("application/json"),
+                body.clone(),
+            )
             .await
             .unwrap();
         assert_eq!(a.status, StatusCode::OK);
@@ -322,12 +326,21 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
     let took = started.elapsed();
     assert!(exit.success(), "{exit:?}");
     let logs = bin.logs.lock().unwrap().clone();
-    let stopped = log_fields(&logs, "stopped accepting; idle connections close now, requests in flight finish")
-        .expect("stopped accepting logged");
+    let stopped = log_fields(
+        &logs,
+        "stopped accepting; idle connections close now, requests in flight finish",
+    )
+    .expect("stopped accepting logged");
     assert_eq!(stopped["open_connections"], 6, "{stopped}");
-    let cut = log_fields(&logs, "shutdown timeout reached; cutting the remaining connections")
-        .expect("the stalled body is cut at the shutdown timeout");
-    assert_eq!(cut["remaining"], 1, "only the request in progress is left: {cut}");
+    let cut = log_fields(
+        &logs,
+        "shutdown timeout reached; cutting the remaining connections",
+    )
+    .expect("the stalled body is cut at the shutdown timeout");
+    assert_eq!(
+        cut["remaining"], 1,
+        "only the request in progress is left: {cut}"
+    );
     // Drain delay + shutdown timeout, and no more: the others closed within the stop grace.
     assert!(
         took < Duration::from_millis(200 + 3000 + 800),

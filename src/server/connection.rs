@@ -337,8 +337,14 @@ where
             done = conn.as_mut() => return done.map_err(|e| e.to_string()),
             _ = phase.changed(), if stopping_since.is_none() => {
                 if *phase.borrow() == Phase::Stopping {
-                    stopping_since = Some(Instant::now());
-                    next = Instant::now();
+                    let now = Instant::now();
+                    stopping_since = Some(now);
+                    next = now;
+                    // A close already under way (a slowloris head past its timeout) ends
+                    // within the stop grace too.
+                    if let Some((by, why)) = closing {
+                        closing = Some((by.min(now + limits.stop_grace), why));
+                    }
                 }
             }
             () = tokio::time::sleep_until(wake) => {
@@ -358,11 +364,13 @@ where
                     Check::Keep(at) => next = at,
                     Check::Close(why) if closing.is_none() => {
                         graceful_shutdown(conn.as_mut());
-                        // Time to end cleanly: a client that ignores the close (an HTTP/2
-                        // client that neither answers GOAWAY's PING nor hangs up) is cut
-                        // after it, so while stopping it is the short stop grace.
-                        let within = if stopping_since.is_some() {
-                            limits.stop_grace
+                        // Time to end cleanly, after which the connection is cut: HTTP/2
+                        // gets `header` for GOAWAY and its PING unless the server is stopping;
+                        // HTTP/1.1 (an idle connection closes at once, a stalled head never
+                        // does) and anything while stopping get the short stop grace, so a
+                        // client that ignores the close holds nothing for long.
+                        let within = if stopping_since.is_some() || http1 {
+                            limits.stop_grace.min(limits.header)
                         } else {
                             limits.header
                         };

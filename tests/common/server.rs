@@ -510,9 +510,13 @@ pub struct Binary {
 impl Binary {
     /// `spark-admission serve --policies DIR/policies --addr 127.0.0.1:0 --admin-addr
     /// 127.0.0.1:0 --log-format json ARGS…` run in `dir`; returns once it logged `serving`.
+    /// The binary is the one cargo built for the tests, or `$SPARK_ADMISSION_TEST_BIN` (CI
+    /// runs the fault-injection run on the static release binary).
     pub fn serve(dir: &Path, args: &[std::ffi::OsString]) -> Binary {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spark-admission"))
+        let program = std::env::var_os("SPARK_ADMISSION_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_spark-admission").into());
+        let mut child = std::process::Command::new(program)
             .current_dir(dir)
             .arg("serve")
             .arg("--policies")

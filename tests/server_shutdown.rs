@@ -18,15 +18,8 @@ const DRAIN: Duration = Duration::from_millis(600);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn spawn_binary(dir: &Path, pki: &Pki, policies: &[(&str, &str)]) -> Binary {
-    let tls = dir.join("tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
-    std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
-    write_policies(&dir.join("policies"), policies);
-    let mut args: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
-    args.extend(["--key".into(), tls.join("tls.key").into()]);
-    args.extend(["--drain-delay", "600ms", "--shutdown-timeout", "5s"].map(Into::into));
-    Binary::serve(dir, &args)
+    let args = ["--drain-delay", "600ms", "--shutdown-timeout", "5s"];
+    Binary::serve_with(dir, pki, policies, &args)
 }
 
 /// What one client saw.
@@ -265,15 +258,8 @@ async fn stalled_clients_hold_the_drain_only_for_the_stop_grace_and_the_log_coun
     use tokio::io::AsyncWriteExt as _;
     let dir = TempDir::new("stalled-drain");
     let pki = Pki::new();
-    let tls = dir.path().join("tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
-    std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
-    write_policies(&dir.path().join("policies"), &[("p.yaml", TEST_POLICIES)]);
-    let mut args: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
-    args.extend(["--key".into(), tls.join("tls.key").into()]);
-    args.extend(["--drain-delay", "200ms", "--shutdown-timeout", "3s"].map(Into::into));
-    let mut bin = Binary::serve(dir.path(), &args);
+    let args = ["--drain-delay", "200ms", "--shutdown-timeout", "3s"];
+    let mut bin = Binary::serve_with(dir.path(), &pki, &[("p.yaml", TEST_POLICIES)], &args);
     let h1 = client_tls(pki.ca.cert_pem(), None, &[b"http/1.1"]);
     let h2 = client_tls(pki.ca.cert_pem(), None, &[b"h2"]);
     let pod = api_server_defaults(fixture("spark-3.5-executor-python.json"));

@@ -566,6 +566,20 @@ impl Binary {
         }
     }
 
+    /// [`Binary::serve`] with `pki`'s serving certificate in `dir/tls` and `policies` (file
+    /// name, text) in `dir/policies`, plus `args`.
+    pub fn serve_with(dir: &Path, pki: &Pki, policies: &[(&str, &str)], args: &[&str]) -> Binary {
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
+        std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
+        write_policies(&dir.join("policies"), policies);
+        let mut all: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
+        all.extend(["--key".into(), tls.join("tls.key").into()]);
+        all.extend(args.iter().map(Into::into));
+        Binary::serve(dir, &all)
+    }
+
     pub fn sigterm(&self) {
         // The shell's builtin `kill`: no procps needed, no unsafe signal call.
         let status = std::process::Command::new("sh")

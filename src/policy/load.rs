@@ -135,10 +135,17 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
             let doc = match parsed {
                 Ok(doc) => doc,
                 Err(e) => {
-                    let (line, column) = e
+                    let (mut line, mut column) = e
                         .location()
                         .map(|l| (l.line(), l.column()))
                         .unwrap_or((0, 0));
+                    // The YAML parser can place an error past the end of the document (seen
+                    // with a tab-indented line in a block sequence, found by fuzzing): point
+                    // at the document's last line instead of a line the file does not have.
+                    let last = doc.lines().count() as u64;
+                    if line > last {
+                        (line, column) = (last.max(1), 1);
+                    }
                     errors.push(PolicyError {
                         file: path.to_path_buf(),
                         line,

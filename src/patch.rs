@@ -175,6 +175,10 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
     to: Option<&Vec<T>>,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<(), serde_json::Error> {
+    // An empty list is no list: the API server's decoder drops it (Go's `omitempty`) and
+    // counts the two equal, so writing one would be a change a reinvocation makes again.
+    let from = from.filter(|v| !v.is_empty());
+    let to = to.filter(|v| !v.is_empty());
     let (Some(a), Some(b)) = (from, to) else {
         return diff_typed(path, from, to, ops);
     };
@@ -359,6 +363,26 @@ mod tests {
         json_patch::patch(&mut doc, &p).unwrap();
         assert_eq!(doc, to, "patch {p:?}");
         p
+    }
+
+    #[test]
+    fn an_empty_list_is_the_same_as_none() {
+        let diff = |from: Option<&Vec<i32>>, to: Option<&Vec<i32>>| {
+            let mut ops = vec![];
+            diff_typed_list(&["env"], from, to, &mut ops).unwrap();
+            serde_json::to_value(Patch(ops)).unwrap()
+        };
+        let (empty, one) = (vec![], vec![1]);
+        assert_eq!(diff(None, Some(&empty)), json!([]));
+        assert_eq!(diff(Some(&empty), None), json!([]));
+        assert_eq!(
+            diff(Some(&empty), Some(&one)),
+            json!([{"op": "add", "path": "/env", "value": [1]}])
+        );
+        assert_eq!(
+            diff(Some(&one), Some(&empty)),
+            json!([{"op": "remove", "path": "/env"}])
+        );
     }
 
     #[test]

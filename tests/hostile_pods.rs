@@ -46,3 +46,54 @@ fn a_pod_with_16000_volumes_gets_as_small_a_patch_as_an_ordinary_one() {
     let patch = patch_of(&set, &common::hostile_executor(0, 16_000), "16,000 volumes");
     assert_eq!(patch.0.len(), ordinary.0.len(), "{patch:?}");
 }
+
+/// The pod as the engine leaves it, annotations aside (`None` when denied).
+fn result_without_annotations(set: &PolicySet, pod: &Value) -> Option<Value> {
+    let eval = evaluate(set, pod, None).unwrap();
+    let mut out = match eval.verdict {
+        Verdict::Unchanged => pod.clone(),
+        Verdict::Patched { pod, .. } => pod,
+        Verdict::Denied { .. } => return None,
+    };
+    if let Some(m) = out["metadata"].as_object_mut() {
+        m.remove("annotations");
+    }
+    Some(out)
+}
+
+/// Annotations under the webhook's own prefix are the tenant's to write, so the engine reads
+/// none of them: a forged `spark-admission.dev/driver-heap` (the figure an old version
+/// trusted to lower a driver's memory), a forged list of applied policies or audit, or any
+/// other key, leaves every recorded pod exactly as it would be without them.
+#[test]
+fn forged_webhook_annotations_change_nothing_for_any_recorded_pod() {
+    let set = shipped();
+    let forged = [
+        ("spark-admission.dev/driver-heap", "1408Mi"),
+        ("spark-admission.dev/driver-heap-source", "webhook"),
+        ("spark-admission.dev/policies", "executors-on-spot"),
+        ("spark-admission.dev/audit", "memory-overhead-cap"),
+        ("spark-admission.dev/memory-overhead", "1Gi"),
+        ("spark-admission.dev/skip", "true"),
+    ];
+    let mut drivers = 0;
+    for (name, pod) in common::fixtures() {
+        let pod = common::api_server_defaults(pod);
+        let mut with = pod.clone();
+        let annotations = with["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}));
+        for (k, v) in forged {
+            annotations[k] = v.into();
+        }
+        assert_eq!(
+            result_without_annotations(&set, &with),
+            result_without_annotations(&set, &pod),
+            "{name}: a forged annotation changed the result"
+        );
+        drivers += usize::from(pod["metadata"]["labels"]["spark-role"] == "driver");
+    }
+    assert!(drivers >= 3, "recorded drivers: {drivers}");
+}

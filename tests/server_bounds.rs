@@ -312,15 +312,8 @@ fn threads_of(pid: u32) -> usize {
 async fn the_thread_count_does_not_grow_with_connections_or_streams() {
     let dir = TempDir::new("threads");
     let pki = Pki::new();
-    let tls = dir.path().join("tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
-    std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
-    write_policies(&dir.path().join("policies"), &[("p.yaml", TEST_POLICIES)]);
-    let mut args: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
-    args.extend(["--key".into(), tls.join("tls.key").into()]);
-    args.extend(["--workers", "2"].map(Into::into));
-    let server = Binary::serve(dir.path(), &args);
+    let policies = [("p.yaml", TEST_POLICIES)];
+    let server = Binary::serve_with(dir.path(), &pki, &policies, &["--workers", "2"]);
     let pid = server.child.id();
     let workers = 2;
     let before = threads_of(pid);

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,25 +13,6 @@ use hyper::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
-
-/// Lay out `files` as a kubelet-managed volume in `dir`, version `version`, swapping `..data`.
-fn kubelet_update(dir: &Path, version: &str, files: &[(&str, &str)]) {
-    let data = dir.join(format!("..{version}"));
-    std::fs::create_dir_all(&data).unwrap();
-    for (name, text) in files {
-        std::fs::write(data.join(name), text).unwrap();
-    }
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    for (name, _) in files {
-        let link = dir.join(name);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
-        }
-    }
-}
 
 fn leaf_der(chain_pem: &str) -> Vec<u8> {
     CertificateDer::pem_slice_iter(chain_pem.as_bytes())

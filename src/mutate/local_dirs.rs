@@ -321,12 +321,25 @@ fn check(
         ));
         return None;
     }
-    // Mount paths must stay unique in the Spark container.
+    // Mount paths must stay unique in the Spark container. `write` moves the first mount of
+    // each of the policy's dirs and drops the removed ones; every other mount keeps its path
+    // (also a second mount of a local dir).
+    let mut moved: Vec<&str> = vec![];
     let taken: Vec<&str> = c
         .volume_mounts
         .iter()
         .flatten()
-        .filter(|m| spark_pod::local_dir_index(&m.name).is_none())
+        .filter(|m| {
+            if spark_pod::local_dir_index(&m.name).is_none() {
+                return true;
+            }
+            let ours = desired.dirs.iter().any(|(v, _, _)| v.name == m.name);
+            if removed.contains(&m.name) || (ours && !moved.contains(&m.name.as_str())) {
+                moved.push(&m.name);
+                return false;
+            }
+            true
+        })
         .map(|m| m.mount_path.as_str())
         .collect();
     if let Some((_, path, _)) = desired
@@ -335,7 +348,7 @@ fn check(
         .find(|(_, p, _)| taken.contains(&p.as_str()))
     {
         report.warnings.push(format!(
-            "local dirs: mount path {path} is used by another volume of {}; not changed (policy {policy})",
+            "local dirs: mount path {path} is used by another mount in {}; not changed (policy {policy})",
             c.name
         ));
         return None;
@@ -503,6 +516,37 @@ mod tests {
             assert_eq!(pod, once, "{name}: idempotent");
             assert!(again.changes.is_empty());
         }
+    }
+
+    #[test]
+    fn a_local_dir_mounted_twice_at_the_policys_path_is_left_alone() {
+        // Found by the engine fuzz target: Spark's default dir also mounted at the path the
+        // policy wants; moving the first mount there would give the container two mounts at
+        // one path, which the API server rejects.
+        let mut pod = fixture("spark-3.5-executor-python.json");
+        let c = &mut pod.spec.as_mut().unwrap().containers[0];
+        c.volume_mounts.as_mut().unwrap().push(VolumeMount {
+            name: "spark-local-dir-1".into(),
+            mount_path: "/var/data/spark-local-dir-1".into(),
+            ..Default::default()
+        });
+        let before = pod.clone();
+        let mut r = Report::default();
+        run(
+            &mut pod,
+            0,
+            "one",
+            &policy("volumes:\n- emptyDir: {}\n"),
+            &mut r,
+        );
+        assert_eq!(pod, before);
+        assert!(r.changes.is_empty());
+        assert!(
+            r.warnings[0]
+                .contains("mount path /var/data/spark-local-dir-1 is used by another mount"),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]

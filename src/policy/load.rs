@@ -177,11 +177,22 @@ pub fn from_sources<P: AsRef<Path>>(sources: &[(P, &str)]) -> Result<PolicySet, 
             });
         }
         for doc in docs {
-            let at = |i: Issue| PolicyError {
-                file: path.to_path_buf(),
-                line: i.line,
-                column: i.column,
-                message: i.message,
+            // The YAML parser can place an error past the end of the document (seen with a
+            // tab-indented line in a block sequence, found by fuzzing): such an error points
+            // at the document's last line instead of a line the file does not have.
+            let last = (doc.lines().count() as u64).max(1);
+            let at = |i: Issue| {
+                let (line, column) = if i.line > last {
+                    (last, 1)
+                } else {
+                    (i.line, i.column)
+                };
+                PolicyError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    message: i.message,
+                }
             };
             let (policy, name_loc) = match document::check(&doc, &file) {
                 Ok(found) => found,

@@ -130,10 +130,17 @@ impl Activity {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Whether a request is in progress or (HTTP/1.1) its head is arriving.
-    fn is_active(&self, http1: bool) -> bool {
+    /// Whether a request is in progress.
+    fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Relaxed) > 0
-            || (http1 && self.waiting_since.load(Ordering::Relaxed) > 0)
+    }
+
+    /// When the first byte of a request head not yet complete arrived, if one is arriving.
+    fn head_arriving_since(&self) -> Option<Instant> {
+        match self.waiting_since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.at(ms - 1)),
+        }
     }
 
     /// Apply the rules of the module documentation at `now`.
@@ -245,14 +252,28 @@ pub async fn serve(
 ) {
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
-    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            debug!(?peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(?peer, "TLS handshake timed out");
+    // While the server stops, a handshake still under way gets the stop grace, not the full
+    // handshake timeout: a TCP connection that never starts TLS must not hold the exit.
+    let mut stop = phase.clone();
+    let stopped = async {
+        super::shutdown::stopping(&mut stop).await;
+        tokio::time::sleep(limits.stop_grace).await;
+    };
+    let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(tcp));
+    let tls = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(?peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(?peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = stopped => {
+            debug!(?peer, "TLS handshake not done within the stop grace");
             return;
         }
     };
@@ -316,14 +337,22 @@ where
             done = conn.as_mut() => return done.map_err(|e| e.to_string()),
             _ = phase.changed(), if stopping_since.is_none() => {
                 if *phase.borrow() == Phase::Stopping {
-                    stopping_since = Some(Instant::now());
-                    next = Instant::now();
+                    let now = Instant::now();
+                    stopping_since = Some(now);
+                    next = now;
+                    // A close already under way (a slowloris head past its timeout) ends
+                    // within the stop grace too.
+                    if let Some((by, why)) = closing {
+                        closing = Some((by.min(now + limits.stop_grace), why));
+                    }
                 }
             }
             () = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if let Some((by, why)) = closing {
-                    if now >= by {
+                    // A request that started meanwhile (an HTTP/2 stream opened before the
+                    // client saw GOAWAY) is bounded by its own deadline, not cut here.
+                    if now >= by && !activity.is_busy() {
                         return Err(format!("{why}; did not close in time"));
                     }
                 }
@@ -335,20 +364,36 @@ where
                     Check::Keep(at) => next = at,
                     Check::Close(why) if closing.is_none() => {
                         graceful_shutdown(conn.as_mut());
-                        closing = Some((now + limits.header, why));
-                        next = now + limits.header;
+                        // Time to end cleanly, after which the connection is cut: HTTP/2
+                        // gets `header` for GOAWAY and its PING unless the server is stopping;
+                        // HTTP/1.1 (an idle connection closes at once, a stalled head never
+                        // does) and anything while stopping get the short stop grace, so a
+                        // client that ignores the close holds nothing for long.
+                        let within = if stopping_since.is_some() || http1 {
+                            limits.stop_grace.min(limits.header)
+                        } else {
+                            limits.header
+                        };
+                        closing = Some((now + within, why));
+                        next = now + within.min(STOP_POLL);
                     }
-                    Check::Close(_) => next = now + limits.header,
+                    Check::Close(_) => next = now + STOP_POLL,
                 }
             }
         }
     }
 }
 
+/// How often a connection is looked at while the server stops.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// While the server stops: close a connection as soon as no request is in progress or
-/// arriving; a new connection that has not sent anything gets `stop_grace` to send its first
-/// request (a connection opened just before the listener closed is not cut mid-way); the
-/// answer to a request carries `Connection: close` (webhook.rs), HTTP/2 gets GOAWAY.
+/// arriving. A request in progress is bounded by its own deadline (webhook.rs); a request
+/// head under way gets `stop_grace` from its first byte or from the stop, whichever is later
+/// (the API server writes a head at once: one that takes longer is a stalled client); a new
+/// connection that has not sent anything gets `stop_grace` to send its first request (a
+/// connection opened just before the listener closed is not cut mid-way). The answer to a
+/// request carries `Connection: close` (webhook.rs), HTTP/2 gets GOAWAY.
 fn stop_check(
     activity: &Activity,
     since: Instant,
@@ -356,10 +401,21 @@ fn stop_check(
     limits: &Limits,
     http1: bool,
 ) -> Check {
-    if activity.is_active(http1) {
-        // A request (or its head) is under way: the usual rules bound it.
+    if activity.is_busy() {
+        return Check::Keep(now + STOP_POLL);
+    }
+    let head = if http1 {
+        activity.head_arriving_since()
+    } else {
+        None
+    };
+    if let Some(first_byte) = head {
+        let grace_end = since.max(first_byte) + limits.stop_grace;
         return match activity.check(now, limits, http1) {
-            Check::Keep(at) => Check::Keep(at.min(now + Duration::from_millis(50))),
+            Check::Keep(_) if now >= grace_end => {
+                Check::Close("request head not complete within the stop grace")
+            }
+            Check::Keep(at) => Check::Keep(at.min(grace_end).min(now + STOP_POLL)),
             close => close,
         };
     }
@@ -445,11 +501,25 @@ mod tests {
             stop_check(&fresh, t0, t0 + l.stop_grace, &l, true),
             Check::Close(_)
         ));
-        fresh.bytes_arrived(); // its first request is arriving: not cut
+        // Its first request starts arriving at the end of the grace: the head gets the
+        // grace again from its first byte, and is cut if it stalls.
+        let late = Arc::new(Activity::new(t0 - l.stop_grace));
+        late.bytes_arrived();
         assert!(matches!(
-            stop_check(&fresh, t0, t0 + l.stop_grace, &l, true),
+            stop_check(&late, t0, t0 + l.stop_grace / 2, &l, true),
             Check::Keep(_)
         ));
+        assert!(matches!(
+            stop_check(&late, t0, t0 + l.stop_grace * 2, &l, true),
+            Check::Close(_)
+        ));
+        // A request in progress is never cut by the stop.
+        let busy = late.begin();
+        assert!(matches!(
+            stop_check(&late, t0, t0 + l.stop_grace * 9, &l, true),
+            Check::Keep(_)
+        ));
+        drop(busy);
         let used = Arc::new(Activity::new(t0));
         drop(used.begin());
         assert!(matches!(

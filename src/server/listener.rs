@@ -118,8 +118,7 @@ pub async fn serve(listener: TcpListener, serving: Serving, mut phase: watch::Re
         match accepted {
             Ok((tcp, _peer)) => {
                 backoff.succeeded();
-                let state = serving.state.clone();
-                state.metrics.connection_opened();
+                let open = OpenConnection::new(serving.state.clone());
                 let conn = connection::serve(
                     tcp,
                     acceptor.clone(),
@@ -129,8 +128,7 @@ pub async fn serve(listener: TcpListener, serving: Serving, mut phase: watch::Re
                 );
                 connections.spawn(async move {
                     conn.await;
-                    state.metrics.connection_closed();
-                    drop(slot);
+                    drop((open, slot));
                 });
             }
             Err(e) if is_per_connection(&e) => {}
@@ -146,8 +144,10 @@ pub async fn serve(listener: TcpListener, serving: Serving, mut phase: watch::Re
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    // The counts are the connection tasks still running (the finished ones reaped first).
+    while connections.try_join_next().is_some() {}
     info!(
-        open_connections = serving.state.metrics.open_connections(),
+        open_connections = connections.len(),
         "stopped accepting; idle connections close now, requests in flight finish"
     );
     let drained = tokio::time::timeout(serving.shutdown_timeout, async {
@@ -159,12 +159,29 @@ pub async fn serve(listener: TcpListener, serving: Serving, mut phase: watch::Re
         Err(_) => {
             warn!(
                 timeout = ?serving.shutdown_timeout,
-                remaining = serving.state.metrics.open_connections(),
+                remaining = connections.len(),
                 "shutdown timeout reached; cutting the remaining connections"
             );
             connections.abort_all();
             while connections.join_next().await.is_some() {}
         }
+    }
+}
+
+/// Counts a connection in the `open_connections` gauge while it lives, also when its task is
+/// cut at the shutdown timeout.
+struct OpenConnection(Arc<AppState>);
+
+impl OpenConnection {
+    fn new(state: Arc<AppState>) -> OpenConnection {
+        state.metrics.connection_opened();
+        OpenConnection(state)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connection_closed();
     }
 }
 

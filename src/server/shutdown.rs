@@ -6,8 +6,9 @@
 //! 2. After `--drain-delay`: `Stopping`; the listener is closed (listener.rs); each
 //!    connection closes as soon as it has no request in progress (connection.rs): idle
 //!    keep-alive connections at once, HTTP/2 with GOAWAY; one opened just before the close
-//!    gets a short grace to send its first request; a request in progress finishes within
-//!    its own deadline, a half-sent one within the header timeout.
+//!    gets a short grace (`stop_grace`, 1 s) to send its first request; a request in
+//!    progress finishes within its own deadline; a stalled client (a TLS handshake or a
+//!    request head not done, an HTTP/2 client ignoring GOAWAY) is cut after the grace.
 //! 3. At most `--shutdown-timeout` later, whatever is left is cut and the process exits.
 
 use std::sync::Arc;

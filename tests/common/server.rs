@@ -127,6 +127,25 @@ pub fn write_policies(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// Lay out `files` as a kubelet-managed volume in `dir`, version `version`, swapping `..data`.
+pub fn kubelet_update(dir: &Path, version: &str, files: &[(&str, &str)]) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data).unwrap();
+    for (name, text) in files {
+        std::fs::write(data.join(name), text).unwrap();
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (name, _) in files {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+}
+
 /// A server running in this process on free loopback ports.
 pub struct TestServer {
     pub server: Option<RunningServer>,
@@ -491,9 +510,13 @@ pub struct Binary {
 impl Binary {
     /// `spark-admission serve --policies DIR/policies --addr 127.0.0.1:0 --admin-addr
     /// 127.0.0.1:0 --log-format json ARGS…` run in `dir`; returns once it logged `serving`.
+    /// The binary is the one cargo built for the tests, or `$SPARK_ADMISSION_TEST_BIN` (CI
+    /// runs the fault-injection run on the static release binary).
     pub fn serve(dir: &Path, args: &[std::ffi::OsString]) -> Binary {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spark-admission"))
+        let program = std::env::var_os("SPARK_ADMISSION_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_spark-admission").into());
+        let mut child = std::process::Command::new(program)
             .current_dir(dir)
             .arg("serve")
             .arg("--policies")
@@ -541,6 +564,20 @@ impl Binary {
             addr,
             admin_addr,
         }
+    }
+
+    /// [`Binary::serve`] with `pki`'s serving certificate in `dir/tls` and `policies` (file
+    /// name, text) in `dir/policies`, plus `args`.
+    pub fn serve_with(dir: &Path, pki: &Pki, policies: &[(&str, &str)], args: &[&str]) -> Binary {
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("tls.crt"), &pki.serving.cert_pem).unwrap();
+        std::fs::write(tls.join("tls.key"), &pki.serving.key_pem).unwrap();
+        write_policies(&dir.join("policies"), policies);
+        let mut all: Vec<std::ffi::OsString> = vec!["--cert".into(), tls.join("tls.crt").into()];
+        all.extend(["--key".into(), tls.join("tls.key").into()]);
+        all.extend(args.iter().map(Into::into));
+        Binary::serve(dir, &all)
     }
 
     pub fn sigterm(&self) {

@@ -62,6 +62,9 @@
 //!    "baseline:latest": ...`) and `warn` (a `would violate PodSecurity` warning) labels.
 //! 6. Storage with uid, resourceVersion, creationTimestamp, status Pending with QoS class;
 //!    watches (WebSocket as fabric8 opens them, or chunked HTTP) get ADDED/DELETED.
+//! 7. Namespaces (`namespaces`), fixed at start: get, list and a plain-HTTP watch with
+//!    kube-apiserver's initial events, timeout and bookmarks, for the kube crate's reflector
+//!    in spark-admission's Namespace cache.
 //!
 //! Deliberately stricter: a `patch` that is a JSON array of byte values, which Go's decoder
 //! would accept, is refused — the contract in DESIGN.md is a base64 string.
@@ -76,14 +79,15 @@
 //! certificates, the rest of Pod validation (see `validation`), the legacy in-tree volume
 //! sources (kept as sent, their defaults applied), field managers and conflicts of server-side
 //! apply (an apply replaces the fields it names), strategic merge (treated as JSON merge
-//! patch), field selectors, resourceVersion semantics of watches (no bookmarks, no 410 Gone),
-//! and HTTP/2.
+//! patch), field selectors, resourceVersion semantics of watches other than the Namespaces'
+//! (no bookmarks, no 410 Gone), changes to namespaces, and HTTP/2.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod client;
 pub mod defaulting;
 pub mod jsonpatch;
+pub mod namespaces;
 pub mod plugins;
 pub mod podsecurity;
 pub mod quantity;

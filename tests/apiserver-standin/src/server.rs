@@ -21,7 +21,7 @@ use crate::selector::{labels_of, Selector};
 use crate::status::{self, ApiError};
 use crate::store::{self, Collection, Store};
 use crate::webhook_config::Webhook;
-use crate::{defaulting, typed};
+use crate::{defaulting, namespaces, typed};
 
 /// A change, fanned out to open watches.
 #[derive(Clone, Debug)]
@@ -156,17 +156,24 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                     "platform": "linux/amd64", "goVersion": "go1.24"}),
         );
     }
+    let is_watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if path.trim_end_matches('/') == "/api/v1/namespaces" {
+        return match method {
+            Method::GET if is_watch => namespaces::watch(state, params),
+            Method::GET => match namespaces::list(&state, &params) {
+                Ok(list) => json_response(StatusCode::OK, &list),
+                Err(e) => e.into_response(),
+            },
+            _ => status::method_not_supported(method.as_str(), &path).into_response(),
+        };
+    }
     if let Some(ns) = path
         .strip_prefix("/api/v1/namespaces/")
         .filter(|n| !n.contains('/'))
     {
-        return match state.namespaces.get(ns) {
-            Some(labels) => json_response(
-                StatusCode::OK,
-                &json!({"apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": ns, "labels": labels}, "status": {"phase": "Active"}}),
-            ),
-            None => status::namespace_not_found(ns).into_response(),
+        return match namespaces::get(&state, ns) {
+            Ok(object) => json_response(StatusCode::OK, &object),
+            Err(e) => e.into_response(),
         };
     }
     let Some(target) = parse_path(&path) else {
@@ -187,7 +194,6 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let is_watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     if method == Method::GET && target.name.is_none() && is_watch {
         return watch(state, req, target.collection, params).await;
     }

@@ -9,7 +9,9 @@ use crate::admission::CallRecord;
 /// `(api prefix, namespace, resource)`, e.g. `("api/v1", "default", "pods")`.
 pub type Collection = (String, String, String);
 
-#[derive(Default)]
+/// The resourceVersion of every namespace: they exist before anything is stored.
+pub const NAMESPACES_RESOURCE_VERSION: u64 = 1;
+
 pub struct Store {
     pub objects: BTreeMap<Collection, BTreeMap<String, Value>>,
     /// Every pod ever admitted and stored, as stored (kept after deletion).
@@ -18,6 +20,18 @@ pub struct Store {
     /// Pod creates the admission chain refused: namespace, name, code, message.
     pub rejections: Vec<Value>,
     resource_version: u64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            objects: BTreeMap::new(),
+            admitted: Vec::new(),
+            calls: Vec::new(),
+            rejections: Vec::new(),
+            resource_version: NAMESPACES_RESOURCE_VERSION,
+        }
+    }
 }
 
 impl Store {

@@ -428,3 +428,69 @@ async fn pod_create_decodes_defaults_and_judges_as_the_api_server_does() {
     .await;
     assert_eq!(code, 201);
 }
+
+#[tokio::test]
+async fn namespaces_are_listed_and_watched_as_kube_runtimes_reflector_asks() {
+    let addr = start().await;
+    let (code, list) = call(&addr, "GET", "/api/v1/namespaces?limit=500", "", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(list["kind"], "NamespaceList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "secure", "spark-jobs"]);
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, one) = call(&addr, "GET", "/api/v1/namespaces/secure", "", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        one["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    assert_eq!(
+        call(&addr, "DELETE", "/api/v1/namespaces", "", None)
+            .await
+            .0,
+        405
+    );
+
+    // The watch from the list's version: nothing changed, so only the bookmark 2 s before
+    // the deadline, then the server ends the stream at timeoutSeconds.
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!(
+        "/api/v1/namespaces?allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3&watch=true"
+    ))
+    .header("host", &addr)
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let elapsed = started.elapsed();
+    let events: Vec<Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "BOOKMARK");
+    assert_eq!(
+        events[0]["object"]["metadata"]["resourceVersion"],
+        rv.as_str()
+    );
+    assert!(
+        elapsed >= std::time::Duration::from_millis(2900)
+            && elapsed < std::time::Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+}

@@ -26,8 +26,13 @@ NAMESPACE = "spark-jobs"
 # A namespace enforcing Pod Security "baseline" (and warning for "restricted"), as many
 # clusters label their workload namespaces.
 PSA_NAMESPACE = "spark-psa"
-PSA_LABELS = ("pod-security.kubernetes.io/enforce=baseline,"
-              "pod-security.kubernetes.io/warn=restricted")
+PSA_LABELS = {"pod-security.kubernetes.io/enforce": "baseline",
+              "pod-security.kubernetes.io/warn": "restricted"}
+# The namespaces the stand-in knows besides its built-in ones, with their labels (the stand-in
+# adds kubernetes.io/metadata.name, as the API server does). `analytics` has no label of its own.
+NAMESPACES = {NAMESPACE: {"team": "data"}, "analytics": {}, PSA_NAMESPACE: PSA_LABELS}
+# The variant-only policy selecting namespaces by label (team=data: NAMESPACE, not analytics).
+NAMESPACE_SELECTOR_POLICY = os.path.join(HERE, "namespace-selector-policy.yaml")
 WEBHOOK = "spark-pods.spark-admission.dev"
 ANNOTATION = "spark-admission.dev/policies"
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -183,6 +188,10 @@ def active_provider(policies):
     return providers.pop() if len(providers) == 1 else None
 
 
+def namespace_labels(namespace):
+    return {**NAMESPACES.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
+
+
 def policy_matches(pol, role, namespace, labels):
     m = pol["spec"]["match"]
     # `driver` covers SparkConnect servers (spark-role: connect-server), which run the driver
@@ -192,6 +201,8 @@ def policy_matches(pol, role, namespace, labels):
     if m.get("namespaces") and not any(fnmatch.fnmatchcase(namespace, g) for g in m["namespaces"]):
         return False
     if any(fnmatch.fnmatchcase(namespace, g) for g in m.get("excludeNamespaces") or []):
+        return False
+    if not selector_matches(namespace_labels(namespace), m.get("namespaceSelector")):
         return False
     return selector_matches(labels, m.get("podSelector"))
 
@@ -275,8 +286,8 @@ class Standin:
             os.remove(ready)
         self.proc = Proc(name, [args.standin, "--ready-file", ready, "--probe-reinvocation",
                                 "--dump-dir", os.path.join(workdir, f"{name}-pods"),
-                                "--namespace", f"{NAMESPACE},team=data", "--namespace", "analytics",
-                                "--namespace", f"{PSA_NAMESPACE},{PSA_LABELS}",
+                                *[a for ns, labels in NAMESPACES.items()
+                                  for a in ("--namespace", ",".join([ns] + [f"{k}={v}" for k, v in labels.items()]))],
                                 "--webhook-config", rendered, "--ca-bundle", ca,
                                 "--endpoint", f"spark-admission.spark-admission:443=127.0.0.1:{server_port}"],
                          workdir)
@@ -579,13 +590,13 @@ def plain_pod(name, labels):
                      "volumes": [{"name": "spark-local-dir-1", "emptyDir": {}}]}}
 
 
-def start_server(args, name, pol_dir, certs, work, procs):
+def start_server(args, name, pol_dir, certs, work, procs, port=None, env=None):
     """`spark-admission serve` on loopback with the test certificates; (process, port)."""
-    port, admin = free_port(), free_port()
+    port, admin = port or free_port(), free_port()
     server = Proc(name, [args.server, "serve", "--policies", pol_dir,
                          "--cert", os.path.join(certs, "tls.crt"), "--key", os.path.join(certs, "tls.key"),
                          "--addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
-                         "--drain-delay", "0s", "--shutdown-timeout", "2s", "--log-format", "text"], work)
+                         "--drain-delay", "0s", "--shutdown-timeout", "2s", "--log-format", "text"], work, env=env)
     procs.append(server)
     wait_until(f"{name} ready", lambda: http("GET", f"http://127.0.0.1:{admin}/readyz")[0] == 200)
     return server, port
@@ -778,6 +789,85 @@ def run_variants(args, work, chk, certs, rendered, pol_dir):
             for p in reversed(procs):
                 p.stop()
         TIMES[scope] = time.monotonic() - t0
+
+
+def run_namespace_selector(args, work, chk, certs, rendered, pol_dir):
+    """match.namespaceSelector end to end: the shipped set plus NAMESPACE_SELECTOR_POLICY, the
+    server's Namespace cache filled from the stand-in (a kubeconfig naming it: list, then a
+    watch kept open), one real client-mode submission into the labelled namespace and one into
+    the other, and a recorded driver in each; the model (`policy_matches`) reads the same labels."""
+    version = args.versions[0]
+    scope = "variant namespace-selector"
+    VARIANTS[scope] = ("policies as shipped + tests/e2e/namespace-selector-policy.yaml, "
+                       "namespace labels from the stand-in's Namespaces")
+    t0 = time.monotonic()
+    vdir = os.path.join(work, "policies-namespace-selector")
+    write_variant(pol_dir, vdir, {"enforce": [], "off": []})
+    shutil.copy(NAMESPACE_SELECTOR_POLICY, vdir)
+    policies = load_policies(vdir)
+    selecting = [p for p in policies if p["spec"]["match"].get("namespaceSelector")]
+    chk.check(scope, "one policy selects namespaces by label", len(selecting) == 1, str(len(selecting)))
+    labelled = [ns for ns in (NAMESPACE, "analytics") if selector_matches(namespace_labels(ns),
+                                                                         selecting[0]["spec"]["match"]["namespaceSelector"])]
+    chk.check(scope, f"the model: {NAMESPACE} selected, analytics not", labelled == [NAMESPACE], str(labelled))
+    procs = []
+    try:
+        # The stand-in first (it needs the server's port), then the server with a kubeconfig
+        # naming the stand-in: it is ready only once its Namespace cache has synced.
+        port = free_port()
+        standin = Standin("standin-namespace-selector", args, work, rendered, os.path.join(certs, "ca.crt"), port)
+        procs.append(standin.proc)
+        kubeconfig = os.path.join(work, "kubeconfig-namespace-selector")
+        with open(kubeconfig, "w") as fh:
+            fh.write("apiVersion: v1\nkind: Config\ncurrent-context: standin\n"
+                     f"clusters:\n- name: standin\n  cluster: {{server: \"{standin.url}\"}}\n"
+                     "contexts:\n- name: standin\n  context: {cluster: standin, user: standin}\n"
+                     "users:\n- name: standin\n  user: {token: e2e}\n")
+        server, _ = start_server(args, "server-namespace-selector", vdir, certs, work, procs, port=port,
+                                 env={**os.environ, "KUBECONFIG": kubeconfig})
+        with open(os.path.join(work, "server-namespace-selector.log")) as fh:
+            server_log = fh.read()
+        with open(os.path.join(work, "standin-namespace-selector.log")) as fh:
+            requests = [line for line in fh if "/api/v1/namespaces?" in line]
+        chk.check(scope, "server ready after listing the stand-in's Namespaces, watch open",
+                  "namespace cache synced" in server_log and any("watch=true" not in r for r in requests)
+                  and any("watch=true" in r for r in requests), "".join(requests)[-1500:])
+        provider = active_provider(policies)
+        tol = selecting[0]["spec"]["tolerations"][0]
+        for ns in (NAMESPACE, "analytics"):
+            applies = ns == NAMESPACE
+            name = f"e2e-nssel-{ns}-{version.replace('.', '')}"
+            rc, out = submit_client(args, version, standin.url, work, name, executors=1, namespace=ns)
+            app = app_id_from(out)
+            chk.check(scope, f"client-mode executor admitted in {ns} (Spark {version})", rc == 0 and app,
+                      f"rc={rc}\n{out[-3000:]}")
+            pods = [p for p in standin.get("pods") if p["metadata"]["labels"].get("spark-app-selector") == app
+                    and p["metadata"]["labels"].get("spark-role") == "executor"]
+            chk.check(scope, f"one executor pod stored in {ns}", len(pods) == 1, str(len(pods)))
+            judged = [(p, EXECUTORS_PYSPARK_DEFAULT["memory"]) for p in pods]
+            with open(os.path.join(ROOT, "tests", "fixtures", "spark-3.5-driver-python.json")) as fh:
+                driver = json.load(fh)
+            driver["metadata"]["name"] += "-nssel"
+            driver["metadata"]["namespace"] = ns
+            code, stored = standin.create_pod(ns, driver)
+            if chk.check(scope, f"recorded driver admitted in {ns}", code == 201, json.dumps(stored)[:500]):
+                judged.append((stored, None))
+            calls = standin.get("calls")
+            for p, memory in judged:
+                check_spark_pod(chk, scope, p, policies, provider, calls, memory=memory)
+                role = p["metadata"]["labels"]["spark-role"]
+                ann = (p["metadata"].get("annotations") or {}).get(ANNOTATION, "")
+                named = selecting[0]["metadata"]["name"] in ann.split(",")
+                tolerated = any(t.get("key") == tol["key"] for t in p["spec"].get("tolerations") or [])
+                chk.check(scope, f"{role} in {ns}: {selecting[0]['metadata']['name']} "
+                          + ("applied (namespace labelled team=data)" if applies else "not applied (no team label)"),
+                          named == applies and tolerated == applies, f"annotation {ann!r}, tolerations "
+                          + json.dumps(p["spec"].get("tolerations")))
+        chk.check(scope, "server still serving (namespace watch kept open)", server.p.poll() is None, "")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    TIMES[scope] = time.monotonic() - t0
 
 
 # ---------------------------------------------------------------- main
@@ -1012,6 +1102,7 @@ def run(args, work, chk, procs):
         TIMES[v] += time.monotonic() - t0
 
     run_variants(args, work, chk, certs, base, pol_dir)
+    run_namespace_selector(args, work, chk, certs, base, pol_dir)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<Value>(&review).unwrap())
     });
     g.bench_function("admission::review (parse, decide, patch, answer)", |b| {
-        b.iter(|| admission::review(&shipped, &review))
+        b.iter(|| admission::review(&shipped, &admission::NoNamespaces, &review))
     });
     g.finish();
     c.bench_function("load policies/ directory", |b| {

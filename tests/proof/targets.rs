@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use serde_json::Value;
-use spark_admission::admission::{review, Outcome, MAX_WARNING_CHARS};
+use spark_admission::admission::{review, NoNamespaces, Outcome, MAX_WARNING_CHARS};
 use spark_admission::PolicySet;
 
 use super::invariants::{check, Seen};
@@ -38,7 +38,7 @@ pub fn admission_body(data: &[u8]) {
 }
 
 fn check_reply(set_name: &str, set: &PolicySet, body: &[u8]) {
-    let reply = review(set, body);
+    let reply = review(set, &NoNamespaces, body);
     let text = String::from_utf8_lossy(&reply.body);
     match reply.http_status {
         200 => {

@@ -25,14 +25,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::selector::{labels_of, Selector};
-use crate::server::AppState;
+use crate::server::{json_lines, AppState};
 use crate::status::{self, ApiError};
 use crate::store::NAMESPACES_RESOURCE_VERSION;
 
@@ -169,14 +168,7 @@ pub fn watch(state: std::sync::Arc<AppState>, params: BTreeMap<String, String>) 
             () = tx.closed() => {}
         }
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(out);
-    let mut resp = Response::new(Body::from_stream(stream));
-    *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    json_lines(out)
 }
 
 #[cfg(test)]

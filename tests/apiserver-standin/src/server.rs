@@ -711,6 +711,13 @@ async fn watch(
             }
         }
     });
+    json_lines(out)
+}
+
+/// A plain-HTTP watch's body: the JSON lines sent on `out`, chunked, until its sender is gone.
+pub(crate) fn json_lines(
+    out: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> Response {
     let stream = tokio_stream::wrappers::ReceiverStream::new(out);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(

@@ -28,6 +28,14 @@ pub fn diff(from: &Value, to: &Value) -> Patch {
     Patch(ops)
 }
 
+/// Both objects or both arrays: diffed inside rather than replaced whole.
+fn containers_alike(a: &Value, b: &Value) -> bool {
+    matches!(
+        (a, b),
+        (Value::Object(_), Value::Object(_)) | (Value::Array(_), Value::Array(_))
+    )
+}
+
 fn pointer(path: &[String]) -> PointerBuf {
     PointerBuf::from_tokens(path.iter().map(|s| s.as_str()))
 }
@@ -39,7 +47,18 @@ fn diff_at(path: &mut Vec<String>, from: &Value, to: &Value, ops: &mut Vec<Patch
             for (k, va) in a {
                 path.push(k.clone());
                 match b.get(k) {
-                    Some(vb) => diff_at(path, va, vb, ops),
+                    Some(vb) if va == vb => {}
+                    Some(vb) if containers_alike(va, vb) => diff_at(path, va, vb, ops),
+                    // A member whose value changes is written with `add`, which replaces it
+                    // where it exists and adds it where it does not: a typed value turned
+                    // back into JSON can hold a required member the pod's JSON left out
+                    // (k8s-openapi writes `secretKeyRef.name: ""` when `name` is missing),
+                    // and a `replace` of it would not apply (found by the admission fuzz
+                    // target).
+                    Some(vb) => ops.push(PatchOperation::Add(AddOperation {
+                        path: pointer(path),
+                        value: vb.clone(),
+                    })),
                     None => ops.push(PatchOperation::Remove(RemoveOperation {
                         path: pointer(path),
                     })),
@@ -532,6 +551,17 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_member_applies_where_the_pod_left_it_out() {
+        // The typed view of `secretKeyRef: {key: k}` holds `name: ""`; the pod's JSON has no
+        // name. The patch made from the typed view must still apply to the pod.
+        let typed = json!({"secretKeyRef": {"key": "k", "name": ""}});
+        let wanted = json!({"secretKeyRef": {"key": "k", "name": "app"}});
+        let mut pod = json!({"secretKeyRef": {"key": "k"}});
+        json_patch::patch(&mut pod, &diff(&typed, &wanted)).unwrap();
+        assert_eq!(pod, wanted);
+    }
+
+    #[test]
     fn longest_increasing_keeps_the_longest_ordered_run() {
         let pairs = [(0, 5), (1, 1), (2, 2), (3, 0), (4, 3), (5, 4)];
         assert_eq!(
@@ -552,7 +582,7 @@ mod tests {
         );
         assert_eq!(p.0.len(), 1);
         match &p.0[0] {
-            PatchOperation::Replace(r) => assert_eq!(r.path.to_string(), "/1/v"),
+            PatchOperation::Add(r) => assert_eq!(r.path.to_string(), "/1/v"),
             other => panic!("{other:?}"),
         }
     }

@@ -2,9 +2,12 @@
 //! error, JSON, files and directories), `test` suites (pass, fail with a diff, JUnit) and the
 //! shipped suites that cover every example policy on recorded Spark pods.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{temp_dir, text};
 use serde_json::Value;
 
 fn root() -> &'static Path {
@@ -18,17 +21,6 @@ fn run(args: &[&str]) -> Output {
         .env_remove("SPARK_ADMISSION_POLICIES")
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sa-workflow-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]

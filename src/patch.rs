@@ -13,7 +13,7 @@
 //! longest-common-subsequence table; between anchors, elements are paired by position.
 
 use std::collections::hash_map::{Entry, HashMap, RandomState};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
@@ -208,15 +208,10 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
     let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
     // Anchors on the typed elements; only the elements in gaps become JSON.
-    let anchors = if is_small(a, b) {
-        anchors_by_comparison(a, b)
-    } else {
-        anchors_by_hashing(a, b, serialized_hash)
-    };
     diff_middle(
         &mut path,
         (a, b),
-        anchors,
+        anchors(a, b),
         prefix,
         &|x| serde_json::to_value(x),
         ops,
@@ -228,14 +223,14 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
 /// such pairs is kept: O(n log n). Hashes are keyed per process (`RandomState`), so a pod
 /// cannot be crafted to collide; a collision would only cost an anchor, never correctness,
 /// since every anchor is checked with `==`.
-fn anchors(a: &[Value], b: &[Value]) -> Vec<(usize, usize)> {
+fn anchors<T: Serialize + PartialEq>(a: &[T], b: &[T]) -> Vec<(usize, usize)> {
     if a.is_empty() || b.is_empty() {
         return vec![];
     }
     if is_small(a, b) {
         anchors_by_comparison(a, b)
     } else {
-        anchors_by_hashing(a, b, value_hash)
+        anchors_by_hashing(a, b)
     }
 }
 
@@ -245,21 +240,19 @@ fn is_small<T>(a: &[T], b: &[T]) -> bool {
     (a.len() + b.len()) * (a.len() + b.len()) <= SMALL
 }
 
-/// [`anchors`] in O(n log n), by hashing every element with `hash`.
-fn anchors_by_hashing<T: PartialEq>(
-    a: &[T],
-    b: &[T],
-    hash: fn(&RandomState, &T) -> u64,
-) -> Vec<(usize, usize)> {
+/// [`anchors`] in O(n log n), by hashing every element.
+fn anchors_by_hashing<T: Serialize + PartialEq>(a: &[T], b: &[T]) -> Vec<(usize, usize)> {
     let keys = RandomState::new();
     // hash → (count in a, index in a, count in b, index in b)
     let mut seen: HashMap<u64, (u32, usize, u32, usize)> = HashMap::with_capacity(a.len());
     for (i, v) in a.iter().enumerate() {
-        let e = seen.entry(hash(&keys, v)).or_insert((0, i, 0, 0));
+        let e = seen
+            .entry(serialized_hash(&keys, v))
+            .or_insert((0, i, 0, 0));
         e.0 = e.0.saturating_add(1);
     }
     for (j, v) in b.iter().enumerate() {
-        if let Entry::Occupied(mut e) = seen.entry(hash(&keys, v)) {
+        if let Entry::Occupied(mut e) = seen.entry(serialized_hash(&keys, v)) {
             let e = e.get_mut();
             e.2 = e.2.saturating_add(1);
             e.3 = j;
@@ -316,8 +309,8 @@ fn longest_increasing(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
     run
 }
 
-/// A hash of a typed value's JSON text, written straight into the hasher: no JSON value is
-/// built, so hashing a long list allocates nothing. Equal values serialize to equal text.
+/// A hash of a value's JSON text, written straight into the hasher: no JSON value is built,
+/// so hashing a long typed list allocates nothing. Equal values serialize to equal text.
 fn serialized_hash<T: Serialize>(keys: &RandomState, v: &T) -> u64 {
     struct Feed<'h, H>(&'h mut H);
     impl<H: Hasher> std::io::Write for Feed<'_, H> {
@@ -334,41 +327,6 @@ fn serialized_hash<T: Serialize>(keys: &RandomState, v: &T) -> u64 {
     // still a hash, and every anchor is checked with `==`.
     let _ = serde_json::to_writer(Feed(&mut h), v);
     h.finish()
-}
-
-/// A structural hash of a JSON value (objects iterate in key order, so equal values hash
-/// equally).
-fn value_hash(keys: &RandomState, v: &Value) -> u64 {
-    let mut h = keys.build_hasher();
-    hash_into(v, &mut h);
-    h.finish()
-}
-
-fn hash_into<H: Hasher>(v: &Value, h: &mut H) {
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, b).hash(h),
-        Value::Number(n) => {
-            2u8.hash(h);
-            match (n.as_u64(), n.as_i64(), n.as_f64()) {
-                (Some(u), _, _) => (0u8, u).hash(h),
-                (_, Some(i), _) => (1u8, i).hash(h),
-                (_, _, f) => (2u8, f.map(f64::to_bits)).hash(h),
-            }
-        }
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(h);
-            items.iter().for_each(|x| hash_into(x, h));
-        }
-        Value::Object(map) => {
-            (5u8, map.len()).hash(h);
-            for (k, x) in map {
-                k.hash(h);
-                hash_into(x, h);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -536,15 +494,9 @@ mod tests {
             (list(&[1, 1, 1]), list(&[1, 2])),
             (list(&[4, 3, 2, 1]), list(&[1, 2, 3, 4])),
         ] {
-            let by_comparison = anchors_by_comparison(&a, &b);
             assert_eq!(
-                by_comparison,
-                anchors_by_hashing(&a, &b, value_hash),
-                "{a:?} {b:?}"
-            );
-            assert_eq!(
-                by_comparison,
-                anchors_by_hashing(&a, &b, serialized_hash),
+                anchors_by_comparison(&a, &b),
+                anchors_by_hashing(&a, &b),
                 "{a:?} {b:?}"
             );
         }

@@ -1,6 +1,8 @@
 //! match.namespaceSelector in the server: the Namespace cache is filled from the API (a
-//! fake one here, plain HTTP, named by KUBECONFIG), the server is not ready until the first
-//! list has arrived, and a namespace it has not seen is answered 503 (failurePolicy).
+//! fake one here, named by KUBECONFIG and served over TLS as a real one is: the kube client
+//! must trust the kubeconfig's CA and send its bearer token), the server is not ready until
+//! the first list has arrived, and a namespace it has not seen is answered 503
+//! (failurePolicy).
 
 mod common;
 
@@ -10,9 +12,14 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use common::server::*;
-use hyper::StatusCode;
+use hyper::{HeaderMap, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+use spark_admission::certs::CertAuthority;
 
 const POLICY: &str = "\
 apiVersion: spark-admission.dev/v1alpha1
@@ -25,11 +32,23 @@ spec:
   tolerations: [{key: spot, operator: Exists}]
 ";
 
-/// GET /api/v1/namespaces: the list once `open`, and a watch that stays open with no event.
+const TOKEN: &str = "service-account-token";
+
+/// GET /api/v1/namespaces: the list once `open`, and a watch that stays open with no event;
+/// 401 without the kubeconfig's bearer token.
 async fn namespaces(
     State(open): State<Arc<AtomicBool>>,
+    headers: HeaderMap,
     Query(q): Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
+    let bearer = format!("Bearer {TOKEN}");
+    if headers
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        != Some(bearer.as_bytes())
+    {
+        return (StatusCode::UNAUTHORIZED, "no bearer token").into_response();
+    }
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         let stream = futures::stream::pending::<Result<Vec<u8>, std::io::Error>>();
         return axum::body::Body::from_stream(stream).into_response();
@@ -62,15 +81,15 @@ async fn namespace_labels_come_from_the_api_and_readiness_waits_for_them() {
     let api = axum::Router::new()
         .route("/api/v1/namespaces", axum::routing::get(namespaces))
         .with_state(open.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api).await });
+    let ca = CertAuthority::generate("fake API CA").unwrap();
+    let api_addr = serve_tls(api, &ca).await;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
 
     let kubeconfig = std::env::temp_dir().join(format!("sa-kubeconfig-{}", std::process::id()));
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster: {{server: \"http://{api_addr}\"}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\nusers:\n- name: t\n  user: {{token: test}}\n"
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster: {{server: \"https://{api_addr}\", certificate-authority-data: {ca_data}}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\nusers:\n- name: t\n  user: {{token: {TOKEN}}}\n"
         ),
     )
     .unwrap();
@@ -146,4 +165,44 @@ async fn namespace_labels_come_from_the_api_and_readiness_waits_for_them() {
         .contains("the labels of namespace \"new-team\" are not known"));
     server.stop().await;
     let _ = std::fs::remove_file(&kubeconfig);
+}
+
+/// Serve `app` over TLS on 127.0.0.1 with a certificate for that address from `ca`, as the
+/// API server's own certificate carries its Service IP.
+async fn serve_tls(app: axum::Router, ca: &CertAuthority) -> std::net::SocketAddr {
+    let cert = ca.issue_server(&["127.0.0.1".to_string()], 1).unwrap();
+    let chain = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }

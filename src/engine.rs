@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::mutate;
+use crate::patch::ListBefore;
 use crate::policy::PolicySet;
 use crate::selection::{self, PodFacts};
 use crate::spark_pod::{self, SparkRole};
@@ -194,7 +195,7 @@ pub fn decide(
 
     #[cfg(debug_assertions)]
     let original = pod.clone();
-    let before = Parts::of(&pod);
+    let before = Parts::of(&pod)?;
     let mut warnings = vec![];
     let mut changes = vec![];
     let applied: Vec<String> = enforce.iter().map(|p| p.name.clone()).collect();
@@ -287,107 +288,111 @@ pub fn decide(
 /// difference between these and the mutated pod's. Diffing only these (not the whole pod)
 /// keeps an admission cheap; in debug builds `untouched_rest_is_equal` checks that nothing
 /// else changed. Of the Spark container only `env`, `volumeMounts` and `resources` are
-/// touched (local dirs, secret env, memory).
+/// touched (local dirs, secret env, memory). Lists are kept as [`ListBefore`]: a tenant's
+/// long list as text, so that its copy costs about what its JSON does.
 struct Parts {
     annotations: Option<BTreeMap<String, String>>,
     node_selector: Option<BTreeMap<String, String>>,
     affinity: Option<Affinity>,
-    tolerations: Option<Vec<Toleration>>,
-    volumes: Option<Vec<Volume>>,
+    tolerations: ListBefore<Toleration>,
+    volumes: ListBefore<Volume>,
     container: Option<ContainerParts>,
 }
 
 /// The Spark container's index, `env`, `volumeMounts` and `resources`.
 type ContainerParts = (
     usize,
-    Option<Vec<EnvVar>>,
-    Option<Vec<VolumeMount>>,
+    ListBefore<EnvVar>,
+    ListBefore<VolumeMount>,
     Option<ResourceRequirements>,
 );
 
+fn serialise_failed(e: serde_json::Error) -> PodError {
+    PodError::Internal(format!("the pod does not serialise: {e}"))
+}
+
 impl Parts {
-    fn of(pod: &Pod) -> Parts {
+    fn of(pod: &Pod) -> Result<Parts, PodError> {
         let spec = pod.spec.as_ref();
-        Parts {
+        let container = match spark_pod::spark_container_index(pod)
+            .and_then(|i| Some((i, spec?.containers.get(i)?)))
+        {
+            Some((i, c)) => Some((
+                i,
+                ListBefore::of(c.env.as_ref()).map_err(serialise_failed)?,
+                ListBefore::of(c.volume_mounts.as_ref()).map_err(serialise_failed)?,
+                c.resources.clone(),
+            )),
+            None => None,
+        };
+        Ok(Parts {
             annotations: pod.metadata.annotations.clone(),
             node_selector: spec.and_then(|s| s.node_selector.clone()),
             affinity: spec.and_then(|s| s.affinity.clone()),
-            tolerations: spec.and_then(|s| s.tolerations.clone()),
-            volumes: spec.and_then(|s| s.volumes.clone()),
-            container: spark_pod::spark_container_index(pod).and_then(|i| {
-                let c = spec?.containers.get(i)?;
-                Some((
-                    i,
-                    c.env.clone(),
-                    c.volume_mounts.clone(),
-                    c.resources.clone(),
-                ))
-            }),
-        }
+            tolerations: ListBefore::of(spec.and_then(|s| s.tolerations.as_ref()))
+                .map_err(serialise_failed)?,
+            volumes: ListBefore::of(spec.and_then(|s| s.volumes.as_ref()))
+                .map_err(serialise_failed)?,
+            container,
+        })
     }
 
     /// The operations that turn these parts into those of `pod`.
     fn diff(&self, pod: &Pod) -> Result<json_patch::Patch, PodError> {
-        use crate::patch::{diff_typed, diff_typed_list};
+        use crate::patch::diff_typed;
         let spec = pod.spec.as_ref();
         let mut ops = vec![];
-        let failed =
-            |e: serde_json::Error| PodError::Internal(format!("the pod does not serialise: {e}"));
         diff_typed(
             &["metadata", "annotations"],
             self.annotations.as_ref(),
             pod.metadata.annotations.as_ref(),
             &mut ops,
         )
-        .map_err(failed)?;
+        .map_err(serialise_failed)?;
         diff_typed(
             &["spec", "nodeSelector"],
             self.node_selector.as_ref(),
             spec.and_then(|s| s.node_selector.as_ref()),
             &mut ops,
         )
-        .map_err(failed)?;
+        .map_err(serialise_failed)?;
         diff_typed(
             &["spec", "affinity"],
             self.affinity.as_ref(),
             spec.and_then(|s| s.affinity.as_ref()),
             &mut ops,
         )
-        .map_err(failed)?;
-        diff_typed_list(
-            &["spec", "tolerations"],
-            self.tolerations.as_ref(),
-            spec.and_then(|s| s.tolerations.as_ref()),
-            &mut ops,
-        )
-        .map_err(failed)?;
-        diff_typed_list(
-            &["spec", "volumes"],
-            self.volumes.as_ref(),
-            spec.and_then(|s| s.volumes.as_ref()),
-            &mut ops,
-        )
-        .map_err(failed)?;
+        .map_err(serialise_failed)?;
+        self.tolerations
+            .diff(
+                &["spec", "tolerations"],
+                spec.and_then(|s| s.tolerations.as_ref()),
+                &mut ops,
+            )
+            .map_err(serialise_failed)?;
+        self.volumes
+            .diff(
+                &["spec", "volumes"],
+                spec.and_then(|s| s.volumes.as_ref()),
+                &mut ops,
+            )
+            .map_err(serialise_failed)?;
         if let Some((i, env, mounts, resources)) = &self.container {
             if let Some(c) = spec.and_then(|s| s.containers.get(*i)) {
                 let index = i.to_string();
                 let at = |field| ["spec", "containers", index.as_str(), field];
-                diff_typed_list(&at("env"), env.as_ref(), c.env.as_ref(), &mut ops)
-                    .map_err(failed)?;
-                diff_typed_list(
-                    &at("volumeMounts"),
-                    mounts.as_ref(),
-                    c.volume_mounts.as_ref(),
-                    &mut ops,
-                )
-                .map_err(failed)?;
+                env.diff(&at("env"), c.env.as_ref(), &mut ops)
+                    .map_err(serialise_failed)?;
+                mounts
+                    .diff(&at("volumeMounts"), c.volume_mounts.as_ref(), &mut ops)
+                    .map_err(serialise_failed)?;
                 diff_typed(
                     &at("resources"),
                     resources.as_ref(),
                     c.resources.as_ref(),
                     &mut ops,
                 )
-                .map_err(failed)?;
+                .map_err(serialise_failed)?;
             }
         }
         Ok(json_patch::Patch(ops))

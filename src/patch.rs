@@ -194,28 +194,101 @@ pub fn diff_typed_list<T: Serialize + PartialEq>(
     to: Option<&Vec<T>>,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<(), serde_json::Error> {
+    diff_list(path, from, to, &|x| serde_json::to_value(x), ops)
+}
+
+/// A list as it was before the mutations ran, kept to diff the mutated list against. A long
+/// list is kept as each element's JSON text: a typed element takes the whole size of its
+/// type however little it holds (a k8s-openapi `Volume` is 3,280 bytes, an `EnvVar` 360), so
+/// a typed copy of a tenant's 16,000 volumes would double the memory the pod itself takes.
+/// Equal values serialize to equal text, so comparing texts compares values.
+#[derive(Debug)]
+pub enum ListBefore<T> {
+    Typed(Option<Vec<T>>),
+    Text(Vec<Box<str>>),
+}
+
+/// Lists up to this long are kept typed: copying a few elements is cheaper than turning
+/// them, and the mutated list, into text.
+const TYPED_UP_TO: usize = 64;
+
+impl<T: Serialize + PartialEq + Clone> ListBefore<T> {
+    pub fn of(list: Option<&Vec<T>>) -> Result<ListBefore<T>, serde_json::Error> {
+        Ok(match list {
+            Some(l) if l.len() > TYPED_UP_TO => ListBefore::Text(texts(l)?),
+            _ => ListBefore::Typed(list.cloned()),
+        })
+    }
+
+    /// The operations that turn this list into `now`, found at `path`.
+    pub fn diff(
+        &self,
+        path: &[&str],
+        now: Option<&Vec<T>>,
+        ops: &mut Vec<PatchOperation>,
+    ) -> Result<(), serde_json::Error> {
+        match self {
+            ListBefore::Typed(before) => diff_typed_list(path, before.as_ref(), now, ops),
+            ListBefore::Text(before) => {
+                let now = now.map(|l| texts(l)).transpose()?;
+                diff_list(
+                    path,
+                    Some(before),
+                    now.as_ref(),
+                    &|x| serde_json::from_str(x),
+                    ops,
+                )
+            }
+        }
+    }
+}
+
+fn texts<T: Serialize>(list: &[T]) -> Result<Vec<Box<str>>, serde_json::Error> {
+    list.iter()
+        .map(|x| serde_json::to_string(x).map(String::into_boxed_str))
+        .collect()
+}
+
+/// The list diff behind [`diff_typed_list`] and [`ListBefore::diff`]: `json` turns an
+/// element into JSON, and only the elements that differ are turned.
+fn diff_list<T: Serialize + PartialEq>(
+    path: &[&str],
+    from: Option<&Vec<T>>,
+    to: Option<&Vec<T>>,
+    json: &dyn Fn(&T) -> Result<Value, serde_json::Error>,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), serde_json::Error> {
     // An empty list is no list: the API server's decoder drops it (Go's `omitempty`) and
     // counts the two equal, so writing one would be a change a reinvocation makes again.
     let from = from.filter(|v| !v.is_empty());
     let to = to.filter(|v| !v.is_empty());
-    let (Some(a), Some(b)) = (from, to) else {
-        return diff_typed(path, from, to, ops);
+    let owned = || -> Vec<String> { path.iter().map(|t| t.to_string()).collect() };
+    let (a, b) = match (from, to) {
+        (None, None) => return Ok(()),
+        (Some(_), None) => {
+            ops.push(PatchOperation::Remove(RemoveOperation {
+                path: pointer(&owned()),
+            }));
+            return Ok(());
+        }
+        (None, Some(b)) => {
+            let value = b.iter().map(json).collect::<Result<_, _>>()?;
+            ops.push(PatchOperation::Add(AddOperation {
+                path: pointer(&owned()),
+                value: Value::Array(value),
+            }));
+            return Ok(());
+        }
+        (Some(a), Some(b)) => (a, b),
     };
     let (prefix, suffix) = common_ends(a, b);
     if prefix == a.len() && prefix == b.len() {
         return Ok(());
     }
+    let mut path = owned();
     let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let mut path: Vec<String> = path.iter().map(|t| t.to_string()).collect();
-    // Anchors on the typed elements; only the elements in gaps become JSON.
-    diff_middle(
-        &mut path,
-        (a, b),
-        anchors(a, b),
-        prefix,
-        &|x| serde_json::to_value(x),
-        ops,
-    )
+    // Anchors on the elements as they are; only the elements in gaps become JSON.
+    diff_middle(&mut path, (a, b), anchors(a, b), prefix, json, ops)
 }
 
 /// Pairs `(i, j)` with `a[i] == b[j]`, increasing in both, where the element occurs exactly
@@ -474,6 +547,57 @@ mod tests {
         b.push(json!({"name": "Y"}));
         let p = check(Value::Array(a), Value::Array(b));
         assert_eq!(p.0.len(), 2, "{p:?}");
+    }
+
+    /// A long list kept as text gives the patch its typed copy gives.
+    #[test]
+    fn a_list_kept_as_text_diffs_as_the_typed_list() {
+        use k8s_openapi::api::core::v1::EnvVar;
+        let var = |name: String, value: &str| EnvVar {
+            name,
+            value: Some(value.to_string()),
+            ..EnvVar::default()
+        };
+        for n in [0, 3, TYPED_UP_TO, TYPED_UP_TO + 1, 2_000] {
+            let a: Vec<EnvVar> = (0..n).map(|i| var(format!("VAR_{i}"), "x")).collect();
+            type Edit<'a> = &'a dyn Fn(&mut Vec<EnvVar>);
+            let edits: [Edit; 5] = [
+                &|b| b.push(var("APP_SECRET".into(), "s")),
+                &|b| b.insert(0, var("FIRST".into(), "f")),
+                &|b| {
+                    if let Some(v) = b.first_mut() {
+                        v.value = Some("/local/dir".into());
+                    }
+                    b.push(var("LAST".into(), "l"));
+                },
+                &|b| {
+                    let middle = b.len() / 2;
+                    if middle < b.len() {
+                        b.remove(middle);
+                    }
+                },
+                &|b| b.clear(),
+            ];
+            let before = ListBefore::of(Some(&a)).unwrap();
+            assert_eq!(matches!(before, ListBefore::Text(_)), n > TYPED_UP_TO);
+            for edit in edits {
+                let mut b = a.clone();
+                edit(&mut b);
+                let (mut typed, mut text) = (vec![], vec![]);
+                diff_typed_list(&["env"], Some(&a), Some(&b), &mut typed).unwrap();
+                before.diff(&["env"], Some(&b), &mut text).unwrap();
+                assert_eq!(Patch(text), Patch(typed.clone()), "{n} elements");
+                let mut doc = json!({"env": a});
+                json_patch::patch(&mut doc, &Patch(typed)).unwrap();
+                // An emptied list is removed (an empty list is no list).
+                let want = if b.is_empty() && !a.is_empty() {
+                    json!({})
+                } else {
+                    json!({"env": b})
+                };
+                assert_eq!(doc, want, "{n} elements");
+            }
+        }
     }
 
     #[test]

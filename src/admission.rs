@@ -71,6 +71,8 @@ pub enum RequestError {
     NotAPod(String),
     #[error("request.object cannot be read as a Pod: {0}")]
     InvalidPod(String),
+    #[error("request.object is too large to evaluate: {0}")]
+    TooLarge(String),
 }
 
 /// Why a request gets no regular answer; decides the HTTP status and the message.
@@ -335,7 +337,12 @@ struct Request<'a> {
 fn parse(body: &[u8]) -> Result<Request<'_>, Rejection> {
     // UTF-8 checked once for the whole body: `from_slice` checks only the strings it keeps.
     let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::NotUtf8(e.valid_up_to()))?;
-    if let Ok(review) = serde_json::from_str::<ReviewFast>(text) {
+    // A large body takes the slow path, which keeps the pod as text until its lists have
+    // been counted (crate::pod_size); the fast path parses the pod as it goes.
+    let fast = (body.len() <= crate::pod_size::COUNT_ABOVE_BYTES)
+        .then(|| serde_json::from_str::<ReviewFast>(text).ok())
+        .flatten();
+    if let Some(review) = fast {
         check_envelope(review.api_version, review.kind)?;
         let request = review.request.ok_or(EnvelopeError::NoRequest)?.0;
         return request_from(request);
@@ -476,7 +483,14 @@ fn peek(object: &RawValue) -> Result<(Option<String>, Option<SparkRole>), Reques
 
 /// The typed Pod; on failure, the path of the offending field.
 fn read_pod(object: &RawValue) -> Result<Pod, RequestError> {
-    serde_json::from_str(object.get()).map_err(|_| {
+    let text = object.get();
+    if text.len() > crate::pod_size::COUNT_ABOVE_BYTES {
+        let over = crate::pod_size::ListCounts::of(text).and_then(|c| c.over_limit());
+        if let Some(why) = over {
+            return Err(RequestError::TooLarge(why));
+        }
+    }
+    serde_json::from_str(text).map_err(|_| {
         let mut de = serde_json::Deserializer::from_str(object.get());
         match serde_path_to_error::deserialize::<_, Pod>(&mut de) {
             Err(e) => RequestError::InvalidPod(format!("at {}: {}", e.path(), e.inner())),

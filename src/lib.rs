@@ -13,6 +13,7 @@ pub mod engine;
 pub mod explain;
 pub mod mutate;
 pub mod patch;
+pub mod pod_size;
 pub mod policy;
 pub mod quantity;
 pub mod selection;

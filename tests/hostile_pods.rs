@@ -1,12 +1,15 @@
 //! Pods a hostile tenant can send: the engine's work stays linear and its patch small, for
-//! every list it touches. (What they cost in time and memory is measured by the benchmark,
-//! `cargo bench --bench hostile`, not asserted here.)
+//! every list it touches, and a pod whose lists would take too much memory once parsed is
+//! refused before it is parsed. (What they cost in time and memory is measured by
+//! `examples/review_cost` and BENCHMARKS.md, not asserted here.)
 
 mod common;
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use spark_admission::admission::{review, NoNamespaces};
+use spark_admission::pod_size::{MAX_CONTAINERS, MAX_LIST_ENTRIES, MAX_VOLUMES};
 use spark_admission::{evaluate, PolicySet, Verdict};
 
 fn shipped() -> PolicySet {
@@ -45,6 +48,93 @@ fn a_pod_with_16000_volumes_gets_as_small_a_patch_as_an_ordinary_one() {
     let ordinary = patch_of(&set, &common::hostile_executor(0, 0), "ordinary");
     let patch = patch_of(&set, &common::hostile_executor(0, 16_000), "16,000 volumes");
     assert_eq!(patch.0.len(), ordinary.0.len(), "{patch:?}");
+}
+
+/// The AdmissionReview's response for `pod` (a Pod CREATE) under the shipped policies.
+fn response_to(set: &PolicySet, pod: &Value) -> Value {
+    let body = serde_json::to_vec(&common::server::admission_review(
+        "u",
+        "CREATE",
+        Some(pod),
+        false,
+    ))
+    .unwrap();
+    let reply = review(set, &NoNamespaces, &body);
+    assert_eq!(
+        reply.http_status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+    answer["response"].clone()
+}
+
+/// Lists whose JSON is small but whose typed form is not (a 3 MiB review of 101,000 minimal
+/// volumes held 728 MiB of heap once parsed) are counted before the pod is parsed, and a pod
+/// over a limit is refused with the count; the largest pods the limits allow are answered.
+#[test]
+fn a_pod_whose_lists_would_not_fit_in_memory_is_refused_before_it_is_parsed() {
+    let set = shipped();
+    let named = |n: usize| {
+        (0..n)
+            .map(|i| json!({"name": format!("x{i}")}))
+            .collect::<Vec<_>>()
+    };
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut pod = common::hostile_executor(0, 0);
+        edit(&mut pod);
+        pod
+    };
+    let refused = [
+        (
+            with(&|p| p["spec"]["volumes"] = Value::Array(named(MAX_VOLUMES + 1))),
+            "spec.volumes has 16385 entries",
+        ),
+        (
+            with(&|p| {
+                let first = p["spec"]["containers"][0].clone();
+                let mut containers = named(MAX_CONTAINERS);
+                containers.insert(0, first);
+                p["spec"]["containers"] = Value::Array(containers);
+                // Counted only in pods over 16 KiB: smaller ones cannot take much memory.
+                p["metadata"]["annotations"] = json!({"pad": "x".repeat(16 * 1024)});
+            }),
+            "ephemeralContainers together has 257 entries",
+        ),
+        (
+            with(&|p| p["spec"]["tolerations"] = Value::Array(vec![json!({}); MAX_LIST_ENTRIES])),
+            "the pod's lists together has",
+        ),
+    ];
+    for (pod, why) in refused {
+        let response = response_to(&set, &pod);
+        assert_eq!(response["allowed"], false, "{why}");
+        assert_eq!(response["status"]["code"], 400, "{why}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("request.object is too large to evaluate"),
+            "{message}"
+        );
+        assert!(message.contains(why), "{message}");
+    }
+
+    // At the limits: the 16,000-volume and 16,000-env pods are patched as usual.
+    for pod in [
+        common::hostile_executor(0, 16_000),
+        common::hostile_executor(16_000, 0),
+    ] {
+        let response = response_to(&set, &pod);
+        assert_eq!(response["allowed"], true, "{response}");
+        assert!(response["patch"].is_string(), "{response}");
+    }
+
+    // A pod that is not a Spark pod is not looked into, however long its lists.
+    let mut plain = with(&|p| p["spec"]["volumes"] = Value::Array(named(MAX_VOLUMES + 1)));
+    plain["metadata"]["labels"] = json!({"app": "web"});
+    let response = response_to(&set, &plain);
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(response.get("patch").is_none(), "{response}");
 }
 
 /// The pod as the engine leaves it, annotations aside (`None` when denied).

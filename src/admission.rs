@@ -491,7 +491,7 @@ fn read_pod(object: &RawValue) -> Result<Pod, RequestError> {
         }
     }
     serde_json::from_str(text).map_err(|_| {
-        let mut de = serde_json::Deserializer::from_str(object.get());
+        let mut de = serde_json::Deserializer::from_str(text);
         match serde_path_to_error::deserialize::<_, Pod>(&mut de) {
             Err(e) => RequestError::InvalidPod(format!("at {}: {}", e.path(), e.inner())),
             Ok(_) => RequestError::InvalidPod("the pod does not deserialise".to_string()),

@@ -8,8 +8,12 @@
 //! held 728 MiB of heap, 241,000 minimal containers 876 MiB. A tenant who may create a Spark
 //! pod could take a replica past its memory limit with one such pod, so the lists are
 //! counted first (a pass that allocates nothing) and a pod past these limits is refused with
-//! the count that is over. No Spark pod comes near them: Spark writes one container and a
-//! handful of volumes (see the recorded pods in `tests/fixtures/spark-pods/`).
+//! the count that is over. No Spark pod comes near them: Spark's Kubernetes backend writes
+//! one container of its own (`BasicDriverFeatureStep`, `BasicExecutorFeatureStep` in
+//! resource-managers/kubernetes) and a volume per local dir, config map or volume the user
+//! mounts (`LocalDirsFeatureStep`, `MountVolumesFeatureStep`); a pod template adds what its
+//! author wrote. The pods recorded from real `spark-submit` in `tests/fixtures/` hold one or
+//! two containers and at most three volumes.
 
 use std::fmt;
 

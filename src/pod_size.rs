@@ -7,7 +7,7 @@
 //! capacity. Measured on a 3 MiB review (`examples/review_cost`): 101,000 minimal volumes
 //! held 728 MiB of heap, 241,000 minimal containers 876 MiB. A tenant who may create a Spark
 //! pod could take a replica past its memory limit with one such pod, so the lists are
-//! counted first (a pass that allocates nothing) and a pod past these limits is refused with
+//! counted first (a pass that keeps nothing) and a pod past these limits is refused with
 //! the count that is over. No Spark pod comes near them: Spark's Kubernetes backend writes
 //! one container of its own (`BasicDriverFeatureStep`, `BasicExecutorFeatureStep` in
 //! resource-managers/kubernetes) and a volume per local dir, config map or volume the user
@@ -153,22 +153,43 @@ impl<'de> Visitor<'de> for Walk<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Walk { at, counts } = self;
-        // Keys are borrowed when they hold no escapes; an escaped key is compared decoded.
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let next = match (at, key.as_ref()) {
-                (Place::Pod, "spec") => Place::Spec,
-                (Place::Spec, "volumes") => Place::Volumes,
-                (Place::Spec, "containers" | "initContainers" | "ephemeralContainers") => {
-                    Place::Containers
-                }
-                _ => Place::Elsewhere,
-            };
+        while let Some(next) = map.next_key_seed(Key(at))? {
             map.next_value_seed(Walk {
                 at: next,
                 counts: &mut *counts,
             })?;
         }
         Ok(())
+    }
+}
+
+/// A key of an object at `.0`, read as the place its value is at; compared as it is read,
+/// decoded (so an escaped key is found too), without being kept.
+struct Key(Place);
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Place;
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Place, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Key {
+    type Value = Place;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Place, E> {
+        Ok(match (self.0, key) {
+            (Place::Pod, "spec") => Place::Spec,
+            (Place::Spec, "volumes") => Place::Volumes,
+            (Place::Spec, "containers" | "initContainers" | "ephemeralContainers") => {
+                Place::Containers
+            }
+            _ => Place::Elsewhere,
+        })
     }
 }
 
